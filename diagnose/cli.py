@@ -1,0 +1,234 @@
+"""Command line: `diagnose --console boot.log`, `diagnose rules ...` and friends.
+
+Imports stay light here: heavy modules (Jinja2, the cloud SDK, OpenCV, Dask) load only in the
+command that needs them, so `diagnose --help` is fast. Every fatal error becomes one line on
+stderr and an exit code (see errors.py and the README's table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import EXIT_FAILED, EXIT_OK, DiagnoseError, UsageError
+
+EXIT_NO_EVIDENCE = 6  # the input was empty: an `uncertain` verdict was still produced
+MAX_INPUT = 256 * 1024 * 1024  # larger console inputs are refused (see README)
+
+TOP_HELP = """\
+diagnose: why a cloud VM will not boot or answer, from its console log and screenshot.
+
+  diagnose --console boot.log [--format text|json|html] [--out FILE]
+  diagnose rules list | rules show ID | rules test
+"""
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="diagnose", description=TOP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--console", metavar="FILE", help="console/serial log file ('-' = stdin)")
+    p.add_argument("--screenshot", metavar="FILE", help="screenshot (PNG or JPEG)")
+    p.add_argument("--os", choices=("linux", "windows"), help="operating system, if known")
+    p.add_argument("--format", choices=("text", "json", "html"),
+                   help="output format (default: text, or from --out's extension)")
+    p.add_argument("--out", metavar="FILE", help="write the result to FILE instead of stdout")
+    p.add_argument("--rules", metavar="DIR", action="append", default=[],
+                   help="an extra rule folder (may be repeated)")
+    p.add_argument("--engine", choices=("auto", "hyperscan", "python"), default=None,
+                   help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"diagnose {__version__}")
+    return p
+
+
+def _rules_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diagnose rules", description="inspect and test the rules")
+    p.add_argument("--rules", metavar="DIR", action="append", default=[],
+                   help="an extra rule folder (may be repeated)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="one rule a line")
+    ls.add_argument("--category", help="only this category")
+    show = sub.add_parser("show", help="one rule in full")
+    show.add_argument("rule_id")
+    sub.add_parser("test", help="validate every rule and run every example")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "rules":
+            return _cmd_rules(_rules_parser().parse_args(argv[1:]))
+        return _cmd_diagnose(_main_parser().parse_args(argv))
+    except DiagnoseError as exc:
+        msg = str(exc)
+        print(f"diagnose: {msg}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("diagnose: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _read_input(path: str, what: str) -> bytes:
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        origin = "standard input"
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise UsageError(f"{what} {path}: no such file")
+        if p.is_dir():
+            raise UsageError(f"{what} {path}: is a directory, not a file")
+        try:
+            if p.stat().st_size > MAX_INPUT:
+                raise UsageError(f"{what} {path}: larger than {MAX_INPUT // 2**20} MiB; pass "
+                                 "the tail of the log (e.g. tail -c 64M)")
+            with p.open("rb") as fh:
+                data = fh.read(MAX_INPUT + 1)
+        except PermissionError:
+            raise UsageError(f"{what} {path}: permission denied") from None
+        except OSError as exc:
+            raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+        origin = path
+    if len(data) > MAX_INPUT:
+        raise UsageError(f"{what} from {origin}: larger than {MAX_INPUT // 2**20} MiB")
+    return data
+
+
+def _looks_binary(data: bytes) -> str | None:
+    """Why this is not a console log, or None. Images get a hint to use --screenshot."""
+    head = data[:8192]
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff"):
+        return "is an image, not a console log (use --screenshot)"
+    for magic, kind in ((b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "gzip-compressed"),
+                        (b"\x7fELF", "an executable"), (b"%PDF", "a PDF document")):
+        if head.startswith(magic):
+            return f"is {kind}, not a console log"
+    sample = head.replace(b"\x00", b"")
+    if not sample:
+        return None
+    text = sample.decode("utf-8", errors="replace")
+    bad = sum(1 for ch in text if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r\x1b\b"))
+    if bad > max(16, len(text) // 5):
+        return "looks like binary data, not a console log"
+    return None
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    if not args.console and not args.screenshot:
+        _main_parser().print_help(sys.stderr)
+        raise UsageError("nothing to diagnose: give --console FILE and/or --screenshot FILE")
+    fmt = args.format
+    if fmt is None and args.out:
+        ext = Path(args.out).suffix.lower()
+        fmt = {".html": "html", ".htm": "html", ".json": "json"}.get(ext, "text")
+    fmt = fmt or "text"
+    console = screenshot = None
+    if args.console:
+        console = _read_input(args.console, "console log")
+        why = _looks_binary(console)
+        if why:
+            raise UsageError(f"console log {args.console} {why}")
+    if args.screenshot:
+        screenshot = _read_input(args.screenshot, "screenshot")
+    from .pipeline import Analyzer, evidence_from_bytes
+
+    analyzer = Analyzer.load([Path(d) for d in args.rules], engine=args.engine)
+    name = args.console or args.screenshot
+    evidence = evidence_from_bytes(
+        console, name="standard input" if name == "-" else os.path.basename(name),
+        origin="standard input" if args.console == "-" else (args.console or ""),
+        screenshot=screenshot, screenshot_origin=args.screenshot, os_hint=args.os)
+    diagnosis = analyzer.analyse(evidence)
+    _emit(diagnosis, fmt, args.out, screenshot)
+    if console is not None and not console.strip(b"\x00 \t\r\n") and screenshot is None:
+        print(f"diagnose: console log {args.console} is empty: verdict uncertain",
+              file=sys.stderr)
+        return EXIT_NO_EVIDENCE
+    return EXIT_FAILED if diagnosis.verdict.status == "failed" else EXIT_OK
+
+
+def _emit(diagnosis, fmt: str, out: str | None, screenshot: bytes | None) -> None:
+    if fmt == "json":
+        import json
+
+        from .render.json import render_json
+
+        text = json.dumps(render_json(diagnosis), indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "html":
+        from .render.html import render_html
+
+        text = render_html(diagnosis, screenshot=screenshot)
+    else:
+        from .render.text import render_text
+
+        text = render_text(diagnosis, color=out is None and sys.stdout.isatty())
+    if out:
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+        print(f"{diagnosis.verdict.status}: {diagnosis.verdict.category} -> {out}")
+    else:
+        sys.stdout.write(text)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from .rules import load_pack
+
+    pack = load_pack([Path(d) for d in args.rules])
+    if args.cmd == "list":
+        for r in sorted(pack.rules, key=lambda r: r.id):
+            if args.category and r.category != args.category:
+                continue
+            print(f"{r.id:<48} {r.category:<28} {r.severity:<8} {r.os:<7} {r.source:<7} "
+                  f"{r.title}")
+        return EXIT_OK
+    if args.cmd == "show":
+        rule = pack.get(args.rule_id)
+        if rule is None:
+            raise UsageError(f"no rule with id {args.rule_id!r} (see: diagnose rules list)")
+        _show_rule(rule)
+        return EXIT_OK
+    from .ruletest import run_examples
+
+    failures, checked = run_examples(pack)
+    for f in failures:
+        print(f)
+    print(f"{len(pack.rules)} rules, {checked} examples checked: "
+          f"{checked - len(failures)} passed, {len(failures)} failed")
+    return EXIT_OK if not failures else EXIT_FAILED
+
+
+def _show_rule(rule) -> None:
+    print(f"id:        {rule.id}")
+    print(f"title:     {rule.title}")
+    print(f"category:  {rule.category}   status: {rule.status}   severity: {rule.severity}   "
+          f"priority: {rule.priority}")
+    print(f"applies:   os={rule.os} source={rule.source} stage={rule.stage} match={rule.match}"
+          + (" at_end" if rule.at_end else ""))
+    print(f"defined:   {rule.file}:{rule.line}")
+    for p in rule.patterns:
+        print(f"pattern:   {p}")
+    for p in rule.ignore:
+        print(f"ignore:    {p}")
+    for name, desc in rule.fields:
+        print(f"field:     {name}: {desc}")
+    for step in rule.remediation:
+        print(f"remedy:    - {step}")
+    for ref in rule.references:
+        print(f"reference: {ref}")
+    for ex in rule.examples_match:
+        print(f"matches:   {ex}")
+    for ex in rule.examples_no_match:
+        print(f"not:       {ex}")

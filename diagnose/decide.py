@@ -1,0 +1,107 @@
+"""Decide: the findings of the last boot (and the screen) -> one verdict.
+
+The order is the one documented in rules/README.md ("Deciding"): critical, then error, then
+warning, then positive; a positive marker after a critical or error finding means the machine got
+past it; no evidence is `uncertain`, never `healthy`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .model import Finding, StageMark, Verdict
+from .rules import RulePack
+
+_BASE_CONFIDENCE = {"critical": 0.9, "error": 0.75, "warning": 0.7, "positive": 0.8}
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,40})\}")
+
+
+def render_summary(template: str, fields: dict[str, str]) -> str:
+    """Fill `{field}` placeholders by name only (no attribute or index access); unknown ones
+    become `?`."""
+    return _PLACEHOLDER.sub(lambda m: fields.get(m.group(1), "?"), template)
+
+
+def _pick(cands: list[Finding]) -> Finding:
+    return max(cands, key=lambda f: (f.priority, f.line))
+
+
+def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, ...] = (),
+           boot_count: int = 1, empty: bool = False, last_line: str | None = None,
+           screen_findings: list[Finding] | None = None,
+           skip_reason: str | None = None) -> Verdict:
+    if skip_reason:
+        return Verdict("skipped", "unknown", None, "Nothing could be fetched", skip_reason, 1.0)
+    screen_findings = screen_findings or []
+    console_pick = _decide_one(findings)
+    screen_pick = _decide_one(screen_findings)
+    # The screen shows the newest state: it decides when it has a failure or in-progress state,
+    # or when the console has nothing to say. The console decides otherwise.
+    pick, source = console_pick, "console"
+    if screen_pick is not None and (console_pick is None
+                                    or screen_pick[0].severity in ("critical", "error")
+                                    or console_pick[0].severity in ("positive", "info")):
+        pick, source = screen_pick, "screen"
+    if pick is None:
+        return _uncertain(empty, stages, last_line, screen_findings)
+    finding, confidence = pick
+    rule = pack.get(finding.rule_id)
+    fields = finding.field_dict
+    summary = render_summary(rule.summary, fields) if rule and rule.summary else finding.title
+    where = f"line {finding.line}" if source == "console" else "the screenshot"
+    summary = f"{summary} (evidence: {where}"
+    if source == "console" and boot_count > 1:
+        summary += f", boot {finding.boot + 1} of {boot_count}"
+    summary += ")."
+    if finding.severity == "positive":
+        status, category = "healthy", "healthy"
+    else:
+        status, category = finding.status, finding.category
+    remediation = rule.remediation if rule else ()
+    if "stop_code" in fields or "stop_name" in fields:
+        bc = pack.bugcheck(code=fields.get("stop_code"), name=fields.get("stop_name"))
+        if bc is not None and bc.remediation:
+            remediation = tuple(dict.fromkeys(bc.remediation + tuple(remediation)))
+    return Verdict(status, category, finding.rule_id, finding.title, summary, confidence,
+                   decided_by=finding, remediation=tuple(remediation),
+                   references=rule.references if rule else ())
+
+
+def _decide_one(findings: list[Finding]) -> tuple[Finding, float] | None:
+    if not findings:
+        return None
+    positives = [f for f in findings if f.severity == "positive"]
+    last_positive = max((f.line for f in positives), default=-1)
+    for severity in ("critical", "error"):
+        live = [f for f in findings if f.severity == severity and f.line > last_positive]
+        if live:
+            f = _pick(live)
+            conf = _BASE_CONFIDENCE[severity] + (0.05 if f.priority >= 70 else 0.0)
+            return f, min(conf, 0.99)
+    warnings = [f for f in findings if f.severity == "warning"]
+    if warnings:
+        return _pick(warnings), _BASE_CONFIDENCE["warning"]
+    if positives:
+        f = max(positives, key=lambda x: (x.line, x.priority))
+        # a positive marker after recovered errors is a little less certain
+        recovered = any(x.severity in ("critical", "error") for x in findings)
+        return f, _BASE_CONFIDENCE["positive"] - (0.15 if recovered else 0.0)
+    return None
+
+
+def _uncertain(empty: bool, stages: tuple[StageMark, ...], last_line: str | None,
+               screen_findings: list[Finding]) -> Verdict:
+    if empty:
+        return Verdict("uncertain", "unknown", None, "The console log is empty",
+                       "The console log is empty, so there is nothing to judge. Fetch it again "
+                       "later, and check that the kernel writes to the serial console "
+                       "(console=ttyS0).", 0.1)
+    reached = stages[-1].name if stages else None
+    text = "No known failure or success marker in the last boot"
+    if reached:
+        text += f"; it reached the {reached} stage"
+    if last_line:
+        text += f"; the log ends with: {last_line[:160]}"
+    return Verdict("uncertain", "unknown", None, "No evidence recognised", text + ".", 0.3)

@@ -1,0 +1,171 @@
+"""Console extraction: bytes -> cleaned lines -> boots -> boot stages.
+
+Tolerant by design: console output arrives with NUL padding, invalid UTF-8, colour escapes (some
+with their ESC byte lost on the way), carriage-return progress bars and backspaces. The cleaned
+text keeps a mapping to the original line numbers so evidence can point at the raw log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+from ..model import STAGES, Boot, ConsoleLog, Line, StageMark
+from ..rules import Boundary
+
+MAX_LINE = 8192  # longer lines are cut for matching (the rest is noise for every rule)
+
+# Complete escape sequences: CSI, OSC (BEL or ST terminated), DCS/APC/PM/SOS strings, 2-byte ESC.
+_ESC_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
+    r"|\x1b[()*+][0-9A-Za-z]"  # charset designation
+    r"|\x1b[@-Z\\-_=>78c]"  # two-byte sequences
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+# Debris of sequences whose ESC byte was lost: "[0;32m", "[0m", "[K", "[?25l", "[2J", "[1;1H".
+_DEBRIS_RE = re.compile(
+    r"\[(?:\??[0-9]{1,3}(?:;[0-9]{1,3})*)?m"
+    r"|\[\??[0-9]{1,4}(?:;[0-9]{1,4})*[KJHhlABCDGfr]"
+    r"|\[[KJ](?![A-Za-z])"
+)
+_CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
+_TS_RE = re.compile(r"\[\s*([0-9]{1,7}\.[0-9]{3,9})\]")
+
+
+def decode(data: bytes) -> tuple[str, list[str]]:
+    """Bytes to text, never failing. Returns the text and notes about what was repaired."""
+    notes: list[str] = []
+    if b"\x00" in data:
+        n = data.count(b"\x00")
+        data = data.replace(b"\x00", b"")
+        notes.append(f"removed {n} NUL byte(s)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        notes.append(f"replaced {text.count(chr(0xFFFD))} invalid UTF-8 sequence(s)")
+    return text, notes
+
+
+def _overprint(line: str) -> str:
+    """Apply carriage returns and backspaces the way a terminal would show the line."""
+    if "\b" in line:
+        out: list[str] = []
+        for ch in line:
+            if ch == "\b":
+                if out:
+                    out.pop()
+            else:
+                out.append(ch)
+        line = "".join(out)
+    if "\r" in line:
+        parts = line.split("\r")
+        screen = ""
+        for part in parts:
+            if part:
+                screen = part + screen[len(part):]
+        line = screen
+    return line
+
+
+def clean_line(raw: str) -> str:
+    """One raw line (without newline) to the text a person would read."""
+    if "\x1b" in raw or "\x9b" in raw:
+        raw = _ESC_RE.sub("", raw)
+    if "[" in raw:
+        raw = _DEBRIS_RE.sub("", raw)
+    if "\r" in raw or "\b" in raw:
+        raw = _overprint(raw)
+    raw = _CTRL_RE.sub("", raw.replace("\t", "    "))
+    if len(raw) > MAX_LINE:
+        raw = raw[:MAX_LINE]
+    return raw.rstrip()
+
+
+def clean(text: str) -> list[Line]:
+    """Split into lines (\\n, \\r\\n) and clean each; empty lines are dropped, numbers kept."""
+    text = text.replace("\r\n", "\n")
+    out = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = clean_line(raw)
+        if line.strip():
+            out.append(Line(number, line))
+    return out
+
+
+def split_boots(lines: list[Line], boundaries: dict[int, Boundary]) -> list[range]:
+    """Split cleaned lines into boots; `boundaries` maps a line index to the marker it matched."""
+    spans: list[list[int]] = [[0, 0]]
+    reached = -1  # highest boundary rank seen in the current boot
+    for idx in sorted(boundaries):
+        b = boundaries[idx]
+        current_has_lines = idx > spans[-1][0]
+        if b.always:
+            if current_has_lines:
+                spans[-1][1] = idx
+                spans.append([idx, idx])
+            reached = -1
+        elif b.rank <= reached and current_has_lines:
+            spans[-1][1] = idx
+            spans.append([idx, idx])
+            reached = b.rank
+        else:
+            reached = max(reached, b.rank)
+    spans[-1][1] = len(lines)
+    return [range(a, b) for a, b in spans if b > a] or [range(0, 0)]
+
+
+def kernel_time(text: str) -> float | None:
+    m = _TS_RE.search(text, 0, 80)
+    return float(m.group(1)) if m else None
+
+
+def find_stages(lines: list[Line], span: range, stage_hits: dict[int, str]
+                ) -> tuple[StageMark, ...]:
+    """The first line of each stage reached, with the last kernel timestamp seen by then."""
+    found: dict[str, StageMark] = {}
+    last_time: float | None = None
+    marks = sorted(i for i in stage_hits if i in span)
+    mi = 0
+    for idx in span:
+        t = kernel_time(lines[idx].text) if "[" in lines[idx].text[:40] else None
+        if t is not None:
+            last_time = t
+        if mi < len(marks) and marks[mi] == idx:
+            mi += 1
+            name = stage_hits[idx]
+            if name not in found:
+                found[name] = StageMark(name, lines[idx].number,
+                                        t if t is not None else last_time)
+        elif mi >= len(marks) and len(found) == len(STAGES):
+            break
+    order = {s: i for i, s in enumerate(STAGES)}
+    return tuple(sorted(found.values(), key=lambda m: (order[m.name], m.line)))
+
+
+def prepare(data: bytes) -> tuple[list[Line], list[str], int]:
+    """Decode and clean: the cleaned lines, repair notes, and the original line count."""
+    text, notes = decode(data)
+    lines = clean(text)
+    total = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    return lines, notes, total
+
+
+def build_log(lines: list[Line], boundaries: dict[int, Boundary], stage_hits: dict[int, str],
+              raw_bytes: int, notes: list[str], total: int) -> tuple[ConsoleLog, list[range]]:
+    """Boots and their stages from the boundary and stage-marker hits of one scan."""
+    spans = split_boots(lines, boundaries)
+    boots = tuple(Boot(i, tuple(lines[j] for j in span), find_stages(lines, span, stage_hits))
+                  for i, span in enumerate(spans))
+    return ConsoleLog(boots, total, raw_bytes, tuple(notes)), spans
+
+
+def stage_at(stages: tuple[StageMark, ...], line: int) -> str | None:
+    """The latest stage reached at or before `line`."""
+    marks = sorted(stages, key=lambda m: m.line)
+    idx = bisect.bisect_right([m.line for m in marks], line) - 1
+    return marks[idx].name if idx >= 0 else None

@@ -1,0 +1,103 @@
+"""Match: the engine's raw hits in one boot -> findings (evidence lines with named fields)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from .engine import CompiledPack, Key
+from .model import STAGES, Box, Finding, Line, StageMark
+from .rules import Rule, RulePack
+
+PER_RULE_HEAD, PER_RULE_TAIL = 3, 17  # a rule that hits 10,000 lines keeps 20 of them
+_RANK = {s: i for i, s in enumerate(STAGES)}
+_HEX = re.compile(r"^(?:0x)?([0-9a-fA-F]{1,16})$")
+
+
+def normalise_fields(fields: dict[str, str], pack: RulePack) -> dict[str, str]:
+    """Canonical evidence: Windows stop codes as 0x%08X, and the bug-check name beside the code."""
+    code, name = fields.get("stop_code"), fields.get("stop_name")
+    if code:
+        m = _HEX.match(code.strip().replace("O", "0").replace("o", "0"))
+        if m:
+            value = int(m.group(1), 16) & 0xFFFFFFFF
+            fields["stop_code"] = f"0x{value:08X}"
+    if name:
+        fields["stop_name"] = name.strip().upper().replace(" ", "_")
+    if code or name:
+        bc = pack.bugcheck(code=fields.get("stop_code"), name=fields.get("stop_name"))
+        if bc is not None:
+            fields.setdefault("stop_code", bc.code)
+            fields["stop_name"] = bc.name
+            if bc.cause:
+                fields.setdefault("usual_cause", bc.cause)
+    return fields
+
+
+def _cap(items: list[Finding]) -> list[Finding]:
+    if len(items) <= PER_RULE_HEAD + PER_RULE_TAIL:
+        return items
+    return items[:PER_RULE_HEAD] + items[-PER_RULE_TAIL:]
+
+
+def collect(cpack: CompiledPack, lines: list[Line], span: range,
+            hits: list[tuple[int, Key, re.Pattern]], *, boot: int,
+            stages: tuple[StageMark, ...] = (), source: str = "console",
+            boxes: dict[int, tuple[Box, ...]] | None = None) -> list[Finding]:
+    """Findings of one boot (or one screen), in line order."""
+    pack = cpack.pack
+    per_rule: dict[str, list[Finding]] = defaultdict(list)
+    patterns_hit: dict[str, set[int]] = defaultdict(set)
+    rules: dict[str, Rule] = {}
+    seen: set[tuple[str, int]] = set()
+    for li, key, rx in hits:
+        if key.kind != "rule" or li not in span:
+            continue
+        rule: Rule = key.ref  # type: ignore[assignment]
+        text = lines[li].text
+        if any(ig.search(text) for ig in cpack.ignores.get(rule.id, ())):
+            continue
+        patterns_hit[rule.id].add(key.index)
+        if (rule.id, li) in seen:
+            continue
+        seen.add((rule.id, li))
+        m = rx.search(text)
+        fields = {k: v for k, v in (m.groupdict() if m else {}).items() if v is not None}
+        fields = normalise_fields(fields, pack)
+        rules[rule.id] = rule
+        per_rule[rule.id].append(Finding(
+            rule_id=rule.id, category=rule.category, status=rule.status, severity=rule.severity,
+            priority=rule.priority, title=rule.title, source=source, boot=boot,
+            line=lines[li].number, text=text, fields=tuple(fields.items()),
+            boxes=(boxes or {}).get(li, ()),
+        ))
+    out: list[Finding] = []
+    for rid, items in per_rule.items():
+        rule = rules[rid]
+        if rule.match == "all" and len(patterns_hit[rid]) < len(rule.patterns):
+            continue
+        out.extend(_cap(sorted(items, key=lambda f: f.line)))
+    out.sort(key=lambda f: (f.line, -f.priority))
+    if source == "console":
+        out = _drop_stale_at_end(out, stages, rules)
+    return out
+
+
+def _drop_stale_at_end(findings: list[Finding], stages: tuple[StageMark, ...],
+                       rules: dict[str, Rule]) -> list[Finding]:
+    """An `at_end` finding (fsck running, a start job waiting) only counts if the boot got no
+    further: no positive marker and no later stage after it."""
+    positives = [f.line for f in findings if f.severity == "positive"]
+    last_positive = max(positives, default=-1)
+    kept = []
+    for f in findings:
+        rule = rules[f.rule_id]
+        if rule.at_end:
+            if last_positive > f.line:
+                continue
+            rank_here = max([_RANK[m.name] for m in stages if m.line <= f.line]
+                            + [_RANK[rule.stage]])
+            if any(_RANK[m.name] > rank_here and m.line > f.line for m in stages):
+                continue
+        kept.append(f)
+    return kept
