@@ -25,7 +25,11 @@ def render_summary(template: str, fields: dict[str, str]) -> str:
 
 
 def _pick(cands: list[Finding]) -> Finding:
-    return max(cands, key=lambda f: (f.priority, f.line))
+    """The highest priority wins, then the latest; the evidence shown is the winning rule's
+    first line in the candidates (a panic message repeated by its `---[ end` trailer is one
+    event, first seen where it started)."""
+    best = max(cands, key=lambda f: (f.priority, f.line))
+    return min((f for f in cands if f.rule_id == best.rule_id), key=lambda f: f.line)
 
 
 def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, ...] = (),

@@ -1,0 +1,218 @@
+"""Tesseract, for screens that are not a console-font grid (Windows, GUIs, photos, rescaled).
+
+Tesseract runs as a subprocess (`tesseract stdin stdout ... tsv`), one thread
+(OMP_THREAD_LIMIT=1: its OpenMP threads only add overhead on small images), fed an uncompressed
+PGM so nothing is spent on PNG encoding. The TSV output keeps every word's box, so evidence can be
+drawn on the screenshot.
+
+Preprocessing for screens: grayscale; light-on-dark screens (consoles, blue screens) are inverted
+so the text is dark on light, as tesseract expects; small screens are upscaled by an integer
+factor (console glyphs are ~10 px high, tesseract reads best at 20-30 px); then a global Otsu
+threshold. Page segmentation mode 6 ("one uniform block of text") suits console screens;
+mode 3 (automatic layout) copes better with sparse GUI screens, so `read` tries 6 and keeps the
+result with more confident words when the first is poor.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+TIMEOUT = 60.0
+MIN_WORD_CONF = 30.0  # tesseract's per-word confidence (0-100) below which a word is dropped
+
+
+class OcrUnavailable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    x: int
+    y: int
+    w: int
+    h: int
+    conf: float
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    text: str
+    words: tuple[Word, ...]
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        x0 = min(w.x for w in self.words)
+        y0 = min(w.y for w in self.words)
+        x1 = max(w.x + w.w for w in self.words)
+        y1 = max(w.y + w.h for w in self.words)
+        return x0, y0, x1 - x0, y1 - y0
+
+    @property
+    def conf(self) -> float:
+        return sum(w.conf for w in self.words) / len(self.words) / 100.0
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    lines: tuple[OcrLine, ...]
+    psm: int
+    scale: int
+    inverted: bool
+    seconds: float
+
+
+def tesseract_path() -> str | None:
+    return shutil.which("tesseract")
+
+
+def available() -> bool:
+    return tesseract_path() is not None
+
+
+# -------------------------------------------------------------------------------------------
+# preprocessing
+
+
+def luminance(rgb):
+    import numpy as np
+
+    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.uint8)
+
+
+def otsu(gray) -> int:
+    import numpy as np
+
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 128
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    w1 = total - w0
+    m0 = np.cumsum(hist * levels)
+    mt = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mt * w0 / total - m0) ** 2 / (w0 * w1)
+    between = np.nan_to_num(between)
+    return int(between.argmax())
+
+
+def upscale_factor(width: int, height: int) -> int:
+    side = max(width, height)
+    if side <= 900:
+        return 3
+    if side <= 1400:
+        return 2
+    return 1
+
+
+def preprocess(rgb, *, scale: int | None = None, threshold: bool = True):
+    """(gray uint8 image, scale, inverted) ready for tesseract."""
+    import numpy as np
+
+    gray = luminance(rgb)
+    inverted = bool(np.median(gray) < 128)
+    if inverted:
+        gray = 255 - gray
+    if scale is None:
+        scale = upscale_factor(gray.shape[1], gray.shape[0])
+    if threshold:
+        t = otsu(gray)
+        gray = np.where(gray > t, 255, 0).astype(np.uint8)
+    if scale > 1:
+        gray = np.repeat(np.repeat(gray, scale, axis=0), scale, axis=1)
+    return gray, scale, inverted
+
+
+def _pgm(gray) -> bytes:
+    h, w = gray.shape
+    return f"P5\n{w} {h}\n255\n".encode() + gray.tobytes()
+
+
+def _ppm(rgb) -> bytes:
+    h, w = rgb.shape[:2]
+    return f"P6\n{w} {h}\n255\n".encode() + rgb.tobytes()
+
+
+# -------------------------------------------------------------------------------------------
+# running tesseract
+
+
+def run_tsv(image: bytes, psm: int = 6, extra: tuple[str, ...] = ()) -> str:
+    exe = tesseract_path()
+    if exe is None:
+        raise OcrUnavailable("tesseract is not installed (Debian: apt-get install tesseract-ocr)")
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    cmd = [exe, "stdin", "stdout", "--psm", str(psm), "-l", "eng", *extra, "tsv"]
+    try:
+        proc = subprocess.run(cmd, input=image, capture_output=True, timeout=TIMEOUT, env=env,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OcrUnavailable(f"tesseract took longer than {TIMEOUT:.0f} s") from exc
+    except OSError as exc:
+        raise OcrUnavailable(f"tesseract could not run: {exc.strerror}") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OcrUnavailable(f"tesseract failed: {err[-1][:200] if err else proc.returncode}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def parse_tsv(tsv: str, scale: int = 1, min_conf: float = MIN_WORD_CONF) -> list[OcrLine]:
+    """Words grouped into lines (block, paragraph, line), boxes in original image pixels,
+    lines ordered top to bottom."""
+    groups: dict[tuple[int, int, int], list[Word]] = {}
+    for row in tsv.splitlines()[1:]:
+        parts = row.split("\t")
+        if len(parts) < 12 or parts[0] != "5":
+            continue
+        text = parts[11].strip()
+        try:
+            conf = float(parts[10])
+            left, top, width, height = (int(v) for v in parts[6:10])
+            key = (int(parts[2]), int(parts[3]), int(parts[4]))
+        except ValueError:
+            continue
+        if not text or conf < min_conf:
+            continue
+        groups.setdefault(key, []).append(Word(text, left // scale, top // scale,
+                                               max(1, width // scale), max(1, height // scale),
+                                               conf))
+    lines = [OcrLine(" ".join(w.text for w in ws), tuple(ws)) for ws in groups.values() if ws]
+    lines.sort(key=lambda ln: (ln.box[1], ln.box[0]))
+    return lines
+
+
+def read(rgb, *, psm: int | None = None, tuned: bool = True) -> OcrResult:
+    """OCR an RGB screen. `tuned` False: tesseract's defaults on the raw image (for benches)."""
+    import time
+
+    t0 = time.perf_counter()
+    if not tuned:
+        tsv = run_tsv(_ppm(rgb), psm or 3)
+        return OcrResult(tuple(parse_tsv(tsv, 1, 0.0)), psm or 3, 1, False,
+                         time.perf_counter() - t0)
+    gray, scale, inverted = preprocess(rgb)
+    image = _pgm(gray)
+    first = psm or 6
+    lines = parse_tsv(run_tsv(image, first), scale)
+    used = first
+    if psm is None and _weak(lines):
+        alt = parse_tsv(run_tsv(image, 3), scale)
+        if _score(alt) > _score(lines):
+            lines, used = alt, 3
+    return OcrResult(tuple(lines), used, scale, inverted, time.perf_counter() - t0)
+
+
+def _score(lines: list[OcrLine]) -> float:
+    return sum(len(w.text) * w.conf for ln in lines for w in ln.words)
+
+
+def _weak(lines: list[OcrLine]) -> bool:
+    words = [w for ln in lines for w in ln.words]
+    if len(words) < 3:
+        return True
+    return sum(w.conf for w in words) / len(words) < 70.0

@@ -1,0 +1,1 @@
+"""Test doubles that speak real protocols (a local ECS endpoint). Also used by `diagnose demo`."""
