@@ -21,7 +21,10 @@ MAX_INPUT = 256 * 1024 * 1024  # larger console inputs are refused (see README)
 TOP_HELP = """\
 diagnose: why a cloud VM will not boot or answer, from its console log and screenshot.
 
-  diagnose --console boot.log [--format text|json|html] [--out FILE]
+  diagnose --console boot.log [--screenshot screen.jpg] [--format text|json|html] [--out FILE]
+  diagnose i-bp1abc... --region cn-hangzhou [--profile NAME] [--save-artifacts DIR]
+  diagnose --from case-dir/                 re-diagnose saved artifacts offline
+  diagnose demo [--out DIR]                 the bundled demo region, no account needed
   diagnose rules list | rules show ID | rules test
 """
 
@@ -29,6 +32,7 @@ diagnose: why a cloud VM will not boot or answer, from its console log and scree
 def _main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="diagnose", description=TOP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", nargs="?", help="an ECS instance id (i-...)")
     p.add_argument("--console", metavar="FILE", help="console/serial log file ('-' = stdin)")
     p.add_argument("--screenshot", metavar="FILE", help="screenshot (PNG or JPEG)")
     p.add_argument("--os", choices=("linux", "windows"), help="operating system, if known")
@@ -37,6 +41,19 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write the result to FILE instead of stdout")
     p.add_argument("--rules", metavar="DIR", action="append", default=[],
                    help="an extra rule folder (may be repeated)")
+    p.add_argument("--from", dest="case", metavar="DIR",
+                   help="a saved case directory (console.log, screenshot, instance.json, ...)")
+    ecs = p.add_argument_group("ECS instances")
+    ecs.add_argument("--region", help="region id (else ALIBABA_CLOUD_REGION_ID, else the "
+                     "profile's region)")
+    ecs.add_argument("--profile", help="aliyun CLI profile name")
+    ecs.add_argument("--save-artifacts", metavar="DIR",
+                     help="also keep what was fetched in DIR (re-read later with --from DIR)")
+    ecs.add_argument("--no-screenshot", action="store_true", help="do not fetch a screenshot")
+    ecs.add_argument("--endpoint", help=argparse.SUPPRESS)  # tests and the demo: local endpoint
+    ecs.add_argument("--timeout", type=float, default=10.0, help="seconds per API call")
+    p.add_argument("--ocr-debug", metavar="DIR",
+                   help="write the preprocessed screenshot, text boxes and OCR text to DIR")
     p.add_argument("--engine", choices=("auto", "hyperscan", "python"), default=None,
                    help=argparse.SUPPRESS)
     p.add_argument("--version", action="version", version=f"diagnose {__version__}")
@@ -61,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "rules":
             return _cmd_rules(_rules_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "demo":
+            return _cmd_demo(_demo_parser().parse_args(argv[1:]))
         return _cmd_diagnose(_main_parser().parse_args(argv))
     except DiagnoseError as exc:
         msg = str(exc)
@@ -121,15 +140,22 @@ def _looks_binary(data: bytes) -> str | None:
     return None
 
 
-def _cmd_diagnose(args: argparse.Namespace) -> int:
-    if not args.console and not args.screenshot:
-        _main_parser().print_help(sys.stderr)
-        raise UsageError("nothing to diagnose: give --console FILE and/or --screenshot FILE")
+def _format(args: argparse.Namespace) -> str:
     fmt = args.format
     if fmt is None and args.out:
         ext = Path(args.out).suffix.lower()
         fmt = {".html": "html", ".htm": "html", ".json": "json"}.get(ext, "text")
-    fmt = fmt or "text"
+    return fmt or "text"
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    if args.target or args.case:
+        return _cmd_fetch(args)
+    if not args.console and not args.screenshot:
+        _main_parser().print_help(sys.stderr)
+        raise UsageError("nothing to diagnose: give --console FILE and/or --screenshot FILE, "
+                         "an instance id, or --from DIR")
+    fmt = _format(args)
     console = screenshot = None
     if args.console:
         console = _read_input(args.console, "console log")
@@ -138,6 +164,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             raise UsageError(f"console log {args.console} {why}")
     if args.screenshot:
         screenshot = _read_input(args.screenshot, "screenshot")
+        _ocr_debug(args, screenshot)
     from .pipeline import Analyzer, evidence_from_bytes
 
     analyzer = Analyzer.load([Path(d) for d in args.rules], engine=args.engine)
@@ -153,6 +180,72 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NO_EVIDENCE
     return EXIT_FAILED if diagnosis.verdict.status == "failed" else EXIT_OK
+
+
+def _ocr_debug(args: argparse.Namespace, screenshot: bytes | None) -> None:
+    if not args.ocr_debug or screenshot is None:
+        return
+    from .screen import write_ocr_debug
+
+    for path in write_ocr_debug(screenshot, Path(args.ocr_debug)):
+        print(f"ocr-debug: {path}", file=sys.stderr)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    """An ECS instance (`i-...`) or a saved case directory (`--from DIR`)."""
+    if args.console or args.screenshot:
+        raise UsageError("give either an instance id / --from DIR, or --console/--screenshot")
+    if args.target and args.case:
+        raise UsageError("give either an instance id or --from DIR, not both")
+    if args.case:
+        from .fetchers.files import load_case
+
+        evidence = load_case(args.case)
+    else:
+        target = args.target
+        if not target.startswith("i-"):
+            raise UsageError(f"{target!r} is not an ECS instance id (i-...); for files use "
+                             "--console FILE / --screenshot FILE")
+        from .fetchers.ecs import fetch_instance
+
+        evidence = fetch_instance(target, region=args.region, profile=args.profile,
+                                  endpoint=args.endpoint, screenshot=not args.no_screenshot,
+                                  timeout=args.timeout)
+        if args.save_artifacts:
+            from .fetchers.files import save_case
+
+            save_case(evidence, args.save_artifacts)
+            print(f"saved artifacts to {args.save_artifacts}", file=sys.stderr)
+    _ocr_debug(args, evidence.screenshot)
+    from .pipeline import Analyzer
+
+    analyzer = Analyzer.load([Path(d) for d in args.rules], engine=args.engine)
+    diagnosis = analyzer.analyse(evidence)
+    _emit(diagnosis, _format(args), args.out, evidence.screenshot)
+    return EXIT_FAILED if diagnosis.verdict.status == "failed" else EXIT_OK
+
+
+def _demo_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="diagnose demo",
+        description="Serve the bundled demo region on a local ECS endpoint (127.0.0.1), "
+                    "diagnose every instance through the real SDK path, write the reports.")
+    p.add_argument("--out", metavar="DIR", default="demo-reports",
+                   help="folder for the reports (default: demo-reports)")
+    return p
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    rows = run_demo(Path(args.out))
+    width = max((len(r["name"]) for r in rows), default=10)
+    for r in rows:
+        print(f"{r['instance_id']:<24} {r['name']:<{width}} {r['status']:<11} "
+              f"{r['category']:<28} {r['report']}")
+    print(f"{len(rows)} instances diagnosed; reports in {args.out}/ (index: "
+          f"{Path(args.out) / 'index.html'})")
+    return EXIT_OK
 
 
 def _emit(diagnosis, fmt: str, out: str | None, screenshot: bytes | None) -> None:

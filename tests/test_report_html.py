@@ -37,7 +37,7 @@ from diagnose.model import (
 from diagnose.render import html as report
 
 HERE = Path(__file__).resolve().parent
-LAB = Path(os.environ.get("DEV_LAB", HERE / "fixtures" / "lab"))  # DEVTEMP
+LAB = HERE / "fixtures" / "lab"
 GOLDEN = HERE / "golden"
 
 PANIC_CASE = "vfs-panic__text"  # one boot, kernel panic, text-mode screenshot + screen text

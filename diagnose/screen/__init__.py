@@ -134,7 +134,7 @@ def _read_console_font(rgb, feats: dict, notes: list[str]):
     for gl in grid.logical_lines(gr):
         boxes = tuple(Box(g.x0 + c0 * g.pitch_x, g.y0 + r * g.pitch_y,
                           (c1 - c0 + 1) * g.pitch_x, g.pitch_y)
-                      for r, c0, c1 in gl.rows if gl.text.strip())
+                      for r, c0, c1 in gl.rows)
         out.append(ScreenLine(gl.text, boxes, round(gl.conf, 3)))
     unknown = sum(ln.text.count("\ufffd") for ln in out)
     if unknown:

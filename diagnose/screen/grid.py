@@ -360,8 +360,9 @@ def logical_lines(gr: GridRead) -> list[GridLine]:
         while True:
             text = gr.row_text(r)
             texts.append(text)
-            stripped = len(text) - len(text.lstrip())
-            pieces.append((r, stripped, max(len(text) - 1, stripped)))
+            if text.strip():
+                stripped = len(text) - len(text.lstrip())
+                pieces.append((r, stripped, len(text) - 1))
             nxt = r + 1
             if (gr.row_full(r) and nxt < g.rows and gr.row_text(nxt)
                     and not _TIMESTAMP.match(gr.row_text(nxt))):
@@ -370,6 +371,6 @@ def logical_lines(gr: GridRead) -> list[GridLine]:
             break
         inked_conf = [float(np.min(gr.conf[p[0]][gr.inked[p[0]]])) if gr.inked[p[0]].any()
                       else 1.0 for p in pieces]
-        out.append(GridLine("".join(texts), tuple(pieces), min(inked_conf)))
+        out.append(GridLine("".join(texts), tuple(pieces), min(inked_conf, default=1.0)))
         r += 1
     return out
