@@ -82,7 +82,8 @@ def test_no_secret_anywhere(region_dir, home, caplog, capfd, tmp_path):
         assert ev.console and ev.screenshot
         texts.append(repr(ev))
         # 2. The same with the older v1 signature: the token travels in the query string.
-        v1 = EcsFetcher(signature_algorithm="v2",
+        v1 = EcsFetcher(signature_algorithm="v2", retry=RetryPolicy(attempts=2, base=0.001,
+                                                                     cap=0.002),
                         pacer=ScreenshotPacer(clock=clock, sleep=clock.sleep))
         clock.advance(20)
         texts.append(repr(v1.fetch_instance(IID, region=None, profile=None,

@@ -25,8 +25,9 @@ def test_json_contract_keys() -> None:
     d, _ = panic_diagnosis()
     out = render_json(d)
     assert set(out) == {"verdict", "findings", "boots", "artifacts", "tool", "subject", "events"}
+    # the contract's keys, plus `decided_by` (an extension: console or screen)
     assert set(out["verdict"]) == {"status", "category", "rule_id", "title", "summary",
-                                   "confidence"}
+                                   "confidence", "decided_by"}
     for f in out["findings"]:
         assert set(f) == {"rule_id", "category", "severity", "source", "boot", "line", "text",
                           "fields"}

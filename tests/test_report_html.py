@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -261,7 +262,7 @@ def check_golden(name: str, html: str) -> None:
         pytest.fail(f"{path} is missing; run with UPDATE_GOLDEN=1 to create it")
     expected = path.read_text(encoding="utf-8")
     if actual != expected:
-        out = HERE.parent / "tests" / "actual" / name  # not committed; compare with diff
+        out = Path(tempfile.gettempdir()) / "diagnose-golden-actual" / name  # for a diff
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(actual, encoding="utf-8")
         pytest.fail(f"{name} differs from the golden file; actual output in {out}")

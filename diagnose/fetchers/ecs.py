@@ -15,6 +15,7 @@ import binascii
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,6 +152,10 @@ class EcsFetcher:
         self.now = now
         # None: ACS3-HMAC-SHA256 (the SDK default); "v2": the older RPC HMAC-SHA1 signature.
         self.signature_algorithm = signature_algorithm
+        # One credentials lookup per (region, profile, key) for the life of this fetcher, so a
+        # fleet scan does not re-read config files or the metadata service per instance.
+        self._targets: dict[tuple[Any, ...], Target] = {}
+        self._lock = threading.Lock()
 
     # The Fetcher protocol -------------------------------------------------------------------
 
@@ -166,7 +171,7 @@ class EcsFetcher:
         validate_instance_id(instance_id)
         if timeout <= 0:
             raise UsageError("timeout must be a positive number of seconds")
-        target = resolve(region=region, profile=profile, credentials=credentials)
+        target = self._target(region, profile, credentials)
         with redacting(target.secrets):
             try:
                 call = self._connect(target, instance_id, endpoint, timeout)
@@ -175,6 +180,17 @@ class EcsFetcher:
                 if any(s in str(exc) for s in target.secrets):
                     raise type(exc)(redact(str(exc), target.secrets)) from None
                 raise
+
+    def _target(self, region: str | None, profile: str | None,
+                credentials: AccessKey | None) -> Target:
+        key = (region, profile, credentials)
+        with self._lock:
+            cached = self._targets.get(key)
+        if cached is None:
+            cached = resolve(region=region, profile=profile, credentials=credentials)
+            with self._lock:
+                self._targets[key] = cached
+        return cached
 
     # Client ---------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import importlib.resources
 import math
 import struct
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 from diagnose.model import SEVERITIES, STAGES, STATUSES, Boot, Diagnosis, Finding, StageMark
 from diagnose.render import CONTROL_RE, split_controls, visible_controls
+from diagnose.resources import data_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -535,10 +535,7 @@ def build_view(d: Diagnosis, screenshot: bytes | None = None) -> ReportView:
 
 def reports_dir() -> Path:
     """Where the templates live: inside the installed package, else the source checkout."""
-    packaged = importlib.resources.files("diagnose") / "data" / "reports"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "reports"
+    return data_dir("reports")
 
 
 @functools.lru_cache(maxsize=4)

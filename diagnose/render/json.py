@@ -26,9 +26,10 @@ def _event(event: Event) -> dict[str, Any]:
 
 
 def render_json(diagnosis: Diagnosis) -> dict[str, Any]:
-    """verdict, findings, boots, artifacts (by name), tool; plus subject and events."""
+    """verdict, findings, boots, artifacts (by name), tool; plus subject, events, and screen
+    (when a screenshot was read)."""
     d = diagnosis
-    return {
+    out = {
         "verdict": d.verdict.to_json(),
         "findings": [f.to_json() for f in d.findings],
         "boots": [_boot(b) for b in d.console.boots] if d.console else [],
@@ -37,3 +38,9 @@ def render_json(diagnosis: Diagnosis) -> dict[str, Any]:
         "subject": _subject(d.subject),
         "events": [_event(e) for e in d.events],
     }
+    screen = getattr(d.screen, "to_json", None)
+    if screen is not None:
+        out["screen"] = screen()
+    out["verdict"]["decided_by"] = (d.verdict.decided_by.source if d.verdict.decided_by
+                                    else None)
+    return out
