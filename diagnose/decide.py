@@ -42,11 +42,14 @@ def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, 
     console_pick = _decide_one(findings)
     screen_pick = _decide_one(screen_findings)
     # The screen shows the newest state: it decides when it has a failure or in-progress state,
-    # or when the console has nothing to say. The console decides otherwise.
+    # or when the console has nothing to say. The console decides otherwise. A screen that only
+    # says it cannot tell (status "uncertain": black screen, display not updated) never
+    # overrides what the console shows.
     pick, source = console_pick, "console"
     if screen_pick is not None and (console_pick is None
                                     or screen_pick[0].severity in ("critical", "error")
-                                    or console_pick[0].severity in ("positive", "info")):
+                                    or (console_pick[0].severity in ("positive", "info")
+                                        and screen_pick[0].status != "uncertain")):
         pick, source = screen_pick, "screen"
     if pick is None:
         return _uncertain(empty, stages, last_line, screen_findings)

@@ -34,10 +34,23 @@ def load_scenarios() -> dict[str, core.Scenario]:
     return core.REGISTRY
 
 
+def apt_packages() -> list[str]:
+    """The lab's host packages, plus ``HOST_APT_PACKAGES`` of lab.debian if it declares any."""
+    packages = list(APT_PACKAGES)
+    try:
+        debian = importlib.import_module("lab.debian")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lab.debian":
+            raise
+    else:
+        packages += [p for p in getattr(debian, "HOST_APT_PACKAGES", ()) if p not in packages]
+    return packages
+
+
 def cmd_setup(_: argparse.Namespace) -> int:
     subprocess.run(["apt-get", "update"], check=True)
     subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES], check=True
+        ["apt-get", "install", "-y", "--no-install-recommends", *apt_packages()], check=True
     )
     for flavour in core.KERNEL_META:
         kernel = core.get_kernel(flavour, core.WORK_DIR)

@@ -170,7 +170,9 @@ class QMPError(RuntimeError):
 class QMP:
     """Minimal QMP client: one JSON object per line over a unix socket."""
 
-    def __init__(self, path: Path, connect_timeout: float = 15.0) -> None:
+    def __init__(
+        self, path: Path, connect_timeout: float = 15.0, proc: subprocess.Popen | None = None
+    ) -> None:
         deadline = time.monotonic() + connect_timeout
         last: OSError | None = None
         while True:
@@ -181,6 +183,8 @@ class QMP:
             except OSError as exc:
                 sock.close()
                 last = exc
+                if proc is not None and proc.poll() is not None:
+                    raise QMPError(f"QEMU exited ({proc.returncode}) before QMP was up") from exc
                 if time.monotonic() > deadline:
                     raise QMPError(f"cannot connect to QMP socket {path}: {last}") from exc
                 time.sleep(0.1)
@@ -383,7 +387,10 @@ def _boot_and_capture(
             argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
         )
     try:
-        qmp = QMP(qmp_path)
+        try:
+            qmp = QMP(qmp_path, proc=proc)
+        except QMPError as exc:
+            raise RuntimeError(f"{exc}: {stderr_path.read_text()[-2000:]}") from exc
         while True:
             elapsed = time.monotonic() - t0
             if proc.poll() is not None:

@@ -45,6 +45,8 @@ PACKAGES = (
     "login",
     "passwd",
     "openssh-server",
+    "dbus",  # with libpam-systemd: logind, as on a standard install (no getty-static fallback)
+    "libpam-systemd",
 )
 HOSTNAME = "bookworm-lab"
 ROOT_UUID = "5c0f3a1e-0d1b-4c57-9e3a-2f7c1d0e6b01"  # fixed so fstab and root= stay stable
@@ -480,6 +482,17 @@ def grub_disk(
             fh.seek(part_start * SECTOR)
             fh.write(data)
     return path
+
+
+def grub_directory(target: Path, grub_cfg: str) -> Path:
+    """A /boot/grub directory as grub-install leaves it: i386-pc modules and lists, grub.cfg."""
+    mods = target / "i386-pc"
+    mods.mkdir(parents=True)
+    for f in sorted(GRUB_DIR.iterdir()):
+        if f.suffix in (".mod", ".lst"):
+            shutil.copyfile(f, mods / f.name)
+    (target / "grub.cfg").write_text(grub_cfg)
+    return target
 
 
 def _diskboot_blocklist(core: bytes) -> tuple[int, int]:

@@ -132,22 +132,39 @@ def build_dracut_missing_root(ctx: BuildContext) -> BootSpec:
 # --------------------------------------------------------------------------- GRUB
 
 
-def _boot_fs(ctx: BuildContext, size_mib: int) -> Path:
-    """An ext4 /boot-style filesystem holding the kernel and its config, but no grub/ dir."""
+BOOT_UUID = "3e7d0c55-21a8-4b9e-8f3c-5a1b2c3d4e5f"
+
+
+def _boot_fs(
+    ctx: BuildContext, size_mib: int, kernel: bool = True, grub_cfg: str | None = None
+) -> Path:
+    """An ext4 filesystem with a /boot directory: the kernel's config, optionally the kernel
+    itself and optionally a GRUB directory (all i386-pc modules and ``grub_cfg``)."""
     stage = ctx.scratch / "bootfs"
     (stage / "boot").mkdir(parents=True)
     src = ctx.kernel.vmlinuz.parent
-    for name in (ctx.kernel.vmlinuz.name, f"config-{ctx.kernel.version}"):
+    names = [f"config-{ctx.kernel.version}"] + ([ctx.kernel.vmlinuz.name] if kernel else [])
+    for name in names:
         if (src / name).exists():
             shutil.copyfile(src / name, stage / "boot" / name)
+    if grub_cfg is not None:
+        debian.grub_directory(stage / "boot" / "grub", grub_cfg)
     image = ctx.scratch / "boot.ext4"
-    debian.make_ext4(image, f"{size_mib}M", source=stage, label="boot")
+    debian.make_ext4(image, f"{size_mib}M", source=stage, uuid=BOOT_UUID, label="boot")
     return image
 
 
-def _grub_spec(ctx: BuildContext, prefix: str, with_fs: bool = True) -> BootSpec:
+def _grub_spec(
+    ctx: BuildContext,
+    prefix: str,
+    with_fs: bool = True,
+    kernel: bool = True,
+    grub_cfg: str | None = None,
+) -> BootSpec:
     size = 64
-    fs = _boot_fs(ctx, debian.partition_size_mib(size)) if with_fs else None
+    fs = None
+    if with_fs:
+        fs = _boot_fs(ctx, debian.partition_size_mib(size), kernel=kernel, grub_cfg=grub_cfg)
     disk = debian.grub_disk(ctx.scratch / "disk.img", prefix=prefix, filesystem=fs, size_mib=size)
     return BootSpec(
         append="",
@@ -170,6 +187,30 @@ def build_grub_no_partition(ctx: BuildContext) -> BootSpec:
 def build_grub_unknown_fs(ctx: BuildContext) -> BootSpec:
     """GRUB's partition exists but holds no filesystem (wiped)."""
     return _grub_spec(ctx, "(hd0,msdos1)/boot/grub", with_fs=False)
+
+
+def build_grub_missing_kernel(ctx: BuildContext) -> BootSpec:
+    """GRUB works and shows its menu on screen and serial, but the kernel file was deleted."""
+    v = ctx.kernel.version
+    cfg = (
+        "# written by the lab (the layout follows what update-grub makes on Debian)\n"
+        "serial --unit=0 --speed=115200\n"
+        "terminal_input console serial\n"
+        "terminal_output console serial\n"
+        "set default=0\n"
+        "set timeout=1\n"
+        "menuentry 'Debian GNU/Linux' {\n"
+        "\tinsmod part_msdos\n"
+        "\tinsmod ext2\n"
+        f"\tsearch --no-floppy --fs-uuid --set=root {BOOT_UUID}\n"
+        f"\techo 'Loading Linux {v} ...'\n"
+        f"\tlinux /boot/vmlinuz-{v} root=UUID={debian.ROOT_UUID} ro console=tty0 "
+        "console=ttyS0,115200\n"
+        "\techo 'Loading initial ramdisk ...'\n"
+        f"\tinitrd /boot/initrd.img-{v}\n"
+        "}\n"
+    )
+    return _grub_spec(ctx, "(hd0,msdos1)/boot/grub", kernel=False, grub_cfg=cfg)
 
 
 SCENARIOS = [
@@ -222,7 +263,7 @@ SCENARIOS = [
             r"Failed to start[^\n]*OpenBSD Secure Shell server[\s\S]*login: "
             r"|login: [\s\S]*Failed to start[^\n]*OpenBSD Secure Shell server"
         ),
-        settle=8.0,
+        settle=20.0,  # ssh.service is restarted a few times; keep the later attempts too
         timeout=300.0,
     ),
     Scenario(
@@ -288,6 +329,20 @@ SCENARIOS = [
         build=build_grub_unknown_fs,
         modes=("text",),
         timeout=25.0,
+    ),
+    Scenario(
+        name="grub-missing-kernel",
+        description=(
+            "BIOS disk: GRUB with a serial terminal boots its menu entry, but the kernel "
+            "and initrd were deleted from /boot: file not found, load the kernel first"
+        ),
+        expect_status="failed",
+        expect_category="grub-failure",
+        build=build_grub_missing_kernel,
+        modes=("text",),
+        end_when=r"you need to load the kernel first",
+        settle=5.0,
+        timeout=60.0,
     ),
 ]
 

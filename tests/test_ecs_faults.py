@@ -243,3 +243,22 @@ def test_throttled_screenshot_is_retried_after_the_interval(server, clock, regio
     assert ev.screenshot == tiny_png()
     codes = [c.code for c in server.calls_to("GetInstanceScreenshot")]
     assert codes == [None, "Throttling", None]
+
+
+def test_credentials_failing_mid_fetch_are_not_mistaken_for_bad_answers(fetcher, server,
+                                                                         monkeypatch, sleeps):
+    from diagnose.fetchers import ecs_auth
+
+    original = ecs_auth._Chain.get_credentials
+    seen = []
+
+    def expiring(self):
+        seen.append(1)
+        if len(seen) > 1:
+            raise CredentialsError("the STS credentials expired and could not be refreshed")
+        return original(self)
+
+    monkeypatch.setattr(ecs_auth._Chain, "get_credentials", expiring)
+    with pytest.raises(CredentialsError, match="could not be refreshed"):
+        fetch(fetcher, server)
+    assert sleeps == []  # not retried as if ECS had sent garbage

@@ -236,6 +236,9 @@ class EcsFetcher:
                     raise ValueError("no body")
                 return body
             except Exception as exc:  # noqa: BLE001 - every SDK failure is classified below
+                inner = getattr(exc, "inner_exception", None)
+                if isinstance(inner, DiagnoseError):  # e.g. credentials could not be refreshed
+                    raise inner from None
                 failure = failure_from_exception(exc)
             kind = classify(failure)
             log.debug("%s %s attempt %d/%d failed: code=%s status=%s network=%s malformed=%s "

@@ -109,11 +109,15 @@ def read_screen(data: bytes, *, reader: str = "auto") -> ScreenResult:
     prompt = _prompt(lines)
     if prompt:
         feats["prompt"] = prompt
-    markers = tuple(fx.marker_lines(feats))
+    markers = fx.marker_lines(feats)
+    last = fx.last_line_marker([ln.text for ln in lines])
+    if last:
+        markers.append(last)
     return ScreenResult(
         text="\n".join(ln.text for ln in lines), reader=used, width=head.width,
-        height=head.height, features=feats, lines=tuple(lines), markers=markers,
-        format=head.format, confidence=confidence, seconds=time.perf_counter() - t0,
+        height=head.height, features=feats, lines=tuple(lines),
+        markers=tuple(markers), format=head.format, confidence=confidence,
+        seconds=time.perf_counter() - t0,
         notes=tuple(notes))
 
 
@@ -234,11 +238,25 @@ def analyse_screenshot(analyzer, data: bytes, os_name: str | None, artifacts: li
     hits = cpack.scan(texts)
     findings = collect(cpack, lines, range(len(lines)), hits, boot=-1, source="screen",
                        boxes=boxes)
+    findings = _drop_repeats(findings, result)
     detail = {"analysed": True, "format": result.format, "width": result.width,
               "height": result.height, "reader": result.reader}
     if result.notes:
         detail["notes"] = list(result.notes)
     return result, findings, _update(artifacts, data, True, None, detail)
+
+
+def _drop_repeats(findings: list[Finding], result: ScreenResult) -> list[Finding]:
+    """A rule that matched the last text line also matches its `@screen last-line:` repeat:
+    keep the finding on the text line (it has the boxes)."""
+    texts = result.rule_lines()
+    marker = next((i + 1 for i, t in enumerate(texts) if t.startswith("@screen last-line: ")),
+                  None)
+    if marker is None:
+        return findings
+    last = max((i + 1 for i, ln in enumerate(result.lines) if ln.text.strip()), default=None)
+    on_last = {f.rule_id for f in findings if f.line == last}
+    return [f for f in findings if not (f.line == marker and f.rule_id in on_last)]
 
 
 def _update(artifacts: list[Artifact], data: bytes, ok: bool, reason: str | None,

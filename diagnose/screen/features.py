@@ -12,6 +12,9 @@ under rules/screen/ say what it means (see rules/screen/features.toml).
 - blank: black or uniform when almost no pixel stands out (a console cursor is allowed).
 - sad_face: a glyph three or more text lines tall, a little wider than high, at the left of the
   upper half of a coloured screen: the ":(" of Windows 8+ blue screens.
+
+Besides, `last_line_marker` repeats the last non-empty text line as `@screen last-line: <text>`,
+so rules can match what the screen stopped at.
 """
 
 from __future__ import annotations
@@ -165,6 +168,13 @@ def marker_lines(feats: dict) -> list[str]:
         out.append(f"@screen blank={feats['blank']}")
     if feats.get("sad_face"):
         out.append(f"@screen sad-face on background={feats['background']}")
-    if feats.get("prompt"):
-        out.append(f"@screen last-line={feats['prompt']}-prompt")
     return out
+
+
+def last_line_marker(lines: list[str]) -> str | None:
+    """`@screen last-line: <text>`: the last non-empty text line again, so a rule can tell what
+    the screen stopped at (a boot loader message, a prompt) from the same text further up."""
+    for text in reversed(lines):
+        if text.strip():
+            return "@screen last-line: " + text.strip()[:240]
+    return None
