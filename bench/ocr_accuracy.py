@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             found = sum(1 for ln in lines if ln in serial)
             row["verified"] = found / len(lines) if lines else 0.0
         if use_tess and truth is not None:
-            res, t_def = timed(ocr.read, rgb, None, False)  # tesseract's defaults
+            res, t_def = timed(lambda x: ocr.read(x, tuned=False), rgb)  # tesseract's defaults
             row["tess_default_acc"] = accuracy("\n".join(ln.text for ln in res.lines), truth)
             row["tess_default_ms"] = round(t_def * 1000)
             res, t_tuned = timed(ocr.read, rgb)

@@ -23,6 +23,8 @@ diagnose: why a cloud VM will not boot or answer, from its console log and scree
 
   diagnose --console boot.log [--screenshot screen.jpg] [--format text|json|html] [--out FILE]
   diagnose i-bp1abc... --region cn-hangzhou [--profile NAME] [--save-artifacts DIR]
+  diagnose qemu:/run/vm1.qmp [--serial-log FILE]   a local QEMU/KVM VM over QMP
+  diagnose libvirt:NAME [--connect URI]            a libvirt domain
   diagnose --from case-dir/                 re-diagnose saved artifacts offline
   diagnose demo [--out DIR]                 the bundled demo region, no account needed
   diagnose rules list | rules show ID | rules test
@@ -32,7 +34,8 @@ diagnose: why a cloud VM will not boot or answer, from its console log and scree
 def _main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="diagnose", description=TOP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", nargs="?", help="an ECS instance id (i-...)")
+    p.add_argument("target", nargs="?",
+                   help="an ECS instance id (i-...), qemu:/path/to/qmp.sock or libvirt:NAME")
     p.add_argument("--console", metavar="FILE", help="console/serial log file ('-' = stdin)")
     p.add_argument("--screenshot", metavar="FILE", help="screenshot (PNG or JPEG)")
     p.add_argument("--os", choices=("linux", "windows"), help="operating system, if known")
@@ -52,6 +55,12 @@ def _main_parser() -> argparse.ArgumentParser:
     ecs.add_argument("--no-screenshot", action="store_true", help="do not fetch a screenshot")
     ecs.add_argument("--endpoint", help=argparse.SUPPRESS)  # tests and the demo: local endpoint
     ecs.add_argument("--timeout", type=float, default=10.0, help="seconds per API call")
+    vm = p.add_argument_group("local VMs")
+    vm.add_argument("--serial-log", metavar="FILE",
+                    help="qemu: targets: the VM's serial log (default: found on QEMU's command "
+                         "line)")
+    vm.add_argument("--connect", metavar="URI",
+                    help="libvirt: targets: the libvirt URI (default: libvirt's default)")
     p.add_argument("--ocr-debug", metavar="DIR",
                    help="write the preprocessed screenshot, text boxes and OCR text to DIR")
     p.add_argument("--engine", choices=("auto", "hyperscan", "python"), default=None,
@@ -203,14 +212,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         evidence = load_case(args.case)
     else:
         target = args.target
-        if not target.startswith("i-"):
-            raise UsageError(f"{target!r} is not an ECS instance id (i-...); for files use "
-                             "--console FILE / --screenshot FILE")
-        from .fetchers.ecs import fetch_instance
-
-        evidence = fetch_instance(target, region=args.region, profile=args.profile,
-                                  endpoint=args.endpoint, screenshot=not args.no_screenshot,
-                                  timeout=args.timeout)
+        if args.serial_log and not target.startswith("qemu:"):
+            raise UsageError("--serial-log goes with a qemu: target")
+        if args.connect and not target.startswith("libvirt:"):
+            raise UsageError("--connect goes with a libvirt: target")
+        evidence = _fetch_target(args, target)
         if args.save_artifacts:
             from .fetchers.files import save_case
 
@@ -223,6 +229,26 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     diagnosis = analyzer.analyse(evidence)
     _emit(diagnosis, _format(args), args.out, evidence.screenshot)
     return EXIT_FAILED if diagnosis.verdict.status == "failed" else EXIT_OK
+
+
+def _fetch_target(args: argparse.Namespace, target: str):
+    if target.startswith("qemu:"):
+        from .fetchers.qemu import fetch_qemu
+
+        return fetch_qemu(target[5:], serial_log=args.serial_log, timeout=args.timeout)
+    if target.startswith("libvirt:"):
+        from .fetchers.libvirt import fetch_libvirt
+
+        return fetch_libvirt(target[8:], connect=args.connect, timeout=args.timeout)
+    if target.startswith("i-"):
+        from .fetchers.ecs import fetch_instance
+
+        return fetch_instance(target, region=args.region, profile=args.profile,
+                              endpoint=args.endpoint, screenshot=not args.no_screenshot,
+                              timeout=args.timeout)
+    raise UsageError(f"{target!r} is not a target: give an ECS instance id (i-...), "
+                     "qemu:/path/to/qmp.sock or libvirt:NAME; for files use --console FILE / "
+                     "--screenshot FILE")
 
 
 def _demo_parser() -> argparse.ArgumentParser:

@@ -128,17 +128,19 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
 
 def cmd_table(_: argparse.Namespace) -> int:
     """Markdown rows describing tests/fixtures/lab/ (for tests/fixtures/README.md)."""
-    print("| fixture | what happened | kernel | mode | s to failure |")
+    print("| fixture | what happened | kernel | mode | s to failure (wall / guest) |")
     print("|---|---|---|---|---|")
     for d in sorted(core.FIXTURES_DIR.glob("*__*")):
         meta = json.loads((d / "meta.json").read_text())
-        secs = meta["seconds_to_failure"]
         display = meta["display"]
         mode = f"{meta['mode']} {display['width']}x{display['height']}"
         expect = f"{meta['expect']['status']}/{meta['expect']['category']}"
+        wall = meta["seconds_to_failure"]
+        guest = meta.get("guest_seconds_at_failure")
+        secs = f"{wall if wall is not None else '-'} / {round(guest, 1) if guest else '-'}"
         print(
             f"| `{d.name}` | {meta['description']} (expect `{expect}`) "
-            f"| {meta['kernel']['version']} | {mode} | {secs if secs is not None else '-'} |"
+            f"| {meta['kernel']['version']} | {mode} | {secs} |"
         )
     return 0
 

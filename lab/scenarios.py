@@ -448,7 +448,7 @@ SCENARIOS = [
     ),
     Scenario(
         name="disk-full",
-        description="a runaway writer fills an 8 MiB ext4; a service cannot write its state",
+        description="a runaway writer fills an 8 MiB ext4; a service then fails to write its cache",
         expect_status="degraded",
         expect_category="disk-full",
         build=build_disk_full,

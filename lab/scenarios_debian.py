@@ -290,7 +290,7 @@ SCENARIOS = [
         build=build_dracut_missing_root,
         end_when=r"dracut:/#|Entering emergency mode",
         settle=5.0,
-        timeout=420.0,
+        timeout=600.0,  # ~300 s alone under TCG, ~400 s with other runs sharing the cores
     ),
     # GRUB writes to the screen only (no serial terminal configured), as on most cloud images;
     # the runner's fb mode only changes the kernel command line, so these run in text mode.

@@ -12,7 +12,8 @@ want_test=0
 # QEMU + busybox + e2fsprogs (the real-VM lab and live tests), and python3-venv where missing.
 apt_pkgs=(tesseract-ocr ca-certificates)
 if [ "$want_test" = 1 ]; then
-  apt_pkgs+=(chromium qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio)
+  apt_pkgs+=(chromium qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio
+             libvirt-dev pkg-config gcc python3-dev)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -22,12 +23,18 @@ py=${PYTHON:-python3}
 if ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi
-if [ ${#missing[@]} -gt 0 ]; then
+# the lab downloads kernel packages with apt-get download: it needs package lists
+need_lists=0
+if [ "$want_test" = 1 ] && [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial)" ]; then
+  need_lists=1
+fi
+if [ ${#missing[@]} -gt 0 ] || [ "$need_lists" = 1 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO=sudo
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || \
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -35,8 +42,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "$want_test" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[ecs,test]'
+  .venv/bin/python -m pip install -q -e '.[ecs,qemu,libvirt,test]'
 else
-  .venv/bin/python -m pip install -q -e '.[ecs]'
+  .venv/bin/python -m pip install -q -e '.[ecs,qemu]'
 fi
 echo "diagnose is set up: .venv/bin/diagnose --help"

@@ -19,6 +19,8 @@ from ..model import Evidence
 _REGISTRY: dict[str, str] = {
     "ecs": "diagnose.fetchers.ecs:EcsFetcher",
     "files": "diagnose.fetchers.files:FilesFetcher",
+    "libvirt": "diagnose.fetchers.libvirt:LibvirtFetcher",
+    "qemu": "diagnose.fetchers.qemu:QemuFetcher",
 }
 
 

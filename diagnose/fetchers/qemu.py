@@ -71,7 +71,7 @@ def fetch_qemu(socket_path: str, *, serial_log: str | None = None,
         raise FetchError("the qemu fetcher needs the qemu.qmp package "
                          "(pip install 'diagnose[qemu]')") from None
     sock, pid, uid = _connect(socket_path, timeout)
-    session = _Session(socket_path, sock, pid, timeout, same_user=uid == os.geteuid())
+    session = _Session(socket_path, sock, pid, timeout, peer_uid=uid)
     return _run_sync(lambda: session.run(serial_log))
 
 
@@ -183,8 +183,9 @@ class QemuInfo:
 
 class _Session:
     def __init__(self, path: str, sock: socket.socket, pid: int | None, timeout: float,
-                 same_user: bool = False):
-        self.same_user = same_user
+                 peer_uid: int | None = None):
+        self.peer_uid = peer_uid
+        self.same_user = peer_uid is not None and peer_uid == os.geteuid()
         self.path = path
         self.shown = _short(path)
         self.sock = sock
@@ -341,15 +342,33 @@ class _Session:
     async def _console(self, serial_log: str | None) -> tuple[bytes | None, Artifact]:
         if serial_log:
             return read_serial_log(serial_log)
-        path, why = await self._discover_serial()
+        path, why, passed_fd = await self._discover_serial()
         if path is None:
             return None, Artifact("console", False, 0, why, None, {})
+        if not passed_fd and not self._owned_by_peer(path):
+            # the command line of whatever answers on the socket names this file: read it only
+            # if that process could have written it (or the user names it with --serial-log)
+            return None, Artifact("console", False, 0,
+                                  f"serial log {_short(path, 80)} found on QEMU's command line "
+                                  f"is not owned by QEMU's user (uid {self.peer_uid}); give "
+                                  "--serial-log PATH to read it anyway", path,
+                                  {"discovered": True})
         data, art = read_serial_log(path)
         detail = dict(art.detail, discovered=True)
         return data, Artifact(art.name, art.available, art.bytes, art.reason, art.origin, detail)
 
-    async def _discover_serial(self) -> tuple[str | None, str]:
-        """(path, "") of the VM's serial log from its command line, or (None, why not)."""
+    def _owned_by_peer(self, path: str) -> bool:
+        """Whether the QEMU process's user owns ``path`` (root's QEMU may use any file)."""
+        if self.peer_uid is None or self.peer_uid == 0:
+            return True
+        try:
+            return os.stat(path).st_uid == self.peer_uid
+        except OSError:
+            return True  # missing or unreadable: read_serial_log says why
+
+    async def _discover_serial(self) -> tuple[str | None, str, bool]:
+        """(path, "", passed as an fd?) of the VM's serial log from its command line, or
+        (None, why not, False)."""
         from qemu.qmp import ExecuteError
 
         hint = "give --serial-log PATH"
@@ -360,22 +379,24 @@ class _Session:
         live = {c.get("label"): str(c.get("filename", "")) for c in chardevs}
         argv = _qemu_argv(self.pid)
         if argv is None:
-            return None, f"no serial log named and the QEMU process is not readable; {hint}"
+            return None, (f"no serial log named and the QEMU process is not readable; "
+                          f"{hint}"), False
         sources = serial_sources(argv)
         if live:
             # chardevs removed at run time are gone; ids we cannot see stay (older QEMU)
             sources = [s for s in sources if s.label in live] or sources
         if not sources:
-            serials = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(live.items())
-                                if isinstance(k, str) and k.startswith(("serial", "charserial",
-                                                                         "charconsole")))
+            serials = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(
+                (k, v) for k, v in live.items()
+                if isinstance(k, str) and k.startswith(("serial", "charserial", "charconsole"))))
             seen = f" ({serials})" if serials else ""
             return None, (f"no serial log named and the VM has no file-backed serial "
-                          f"chardev{seen}; {hint}")
+                          f"chardev{seen}; {hint}"), False
         fdsets: dict[int, list[int]] | None = None
         for source in sources:
             path = source.path
-            if path.startswith("/dev/fdset/"):
+            passed_fd = path.startswith("/dev/fdset/")
+            if passed_fd:
                 if fdsets is None:
                     fdsets = await self._fdsets()
                 path = _resolve_fdset(self.pid, path, fdsets) or ""
@@ -386,10 +407,10 @@ class _Session:
                 if cwd is None:
                     continue
                 path = os.path.join(cwd, path)
-            return path, ""
+            return path, "", passed_fd
         return None, (f"no serial log named and the VM's serial chardev "
                       f"{sources[0].label} writes to {_short(sources[0].path, 60)}, which "
-                      f"cannot be resolved from here; {hint}")
+                      f"cannot be resolved from here; {hint}"), False
 
     async def _fdsets(self) -> dict[int, list[int]]:
         from qemu.qmp import ExecuteError

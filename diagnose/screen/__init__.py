@@ -103,7 +103,7 @@ def read_screen(data: bytes, *, reader: str = "auto") -> ScreenResult:
         if reader in ("auto", "console-font"):
             got = _read_console_font(rgb, feats, notes)
         if got is None and reader in ("auto", "tesseract"):
-            got = _read_tesseract(rgb, notes)
+            got = _read_tesseract(rgb, feats, notes)
         if got is not None:
             used, lines, confidence = got
     prompt = _prompt(lines)
@@ -146,7 +146,7 @@ def _read_console_font(rgb, feats: dict, notes: list[str]):
     return "console-font", _trim(out), gr.share
 
 
-def _read_tesseract(rgb, notes: list[str]):
+def _read_tesseract(rgb, feats: dict, notes: list[str]):
     from . import ocr
 
     try:
@@ -159,7 +159,24 @@ def _read_tesseract(rgb, notes: list[str]):
     out = _join_wrapped(out, width)
     words = [w for ln in res.lines for w in ln.words]
     conf = (sum(w.conf for w in words) / len(words) / 100.0) if words else 0.0
+    head = _headline(out)
+    if head is not None:
+        feats["headline"] = head
     return "tesseract", out, conf
+
+
+def _headline(lines: list[ScreenLine]) -> str | None:
+    """The text drawn much bigger than the rest (a lock screen's clock, a dialog's title)."""
+    sized = [(ln.boxes[0].h, ln.text.strip()) for ln in lines
+             if ln.boxes and ln.text.strip() and len(ln.boxes) == 1]
+    if len(sized) < 2:
+        return None
+    heights = sorted(h for h, _ in sized)
+    typical = heights[(len(heights) - 1) // 2]
+    tallest, text = max(sized)
+    if tallest >= 2 * typical and len(text) <= 60:
+        return text
+    return None
 
 
 def _trim(lines: list[ScreenLine]) -> list[ScreenLine]:
@@ -301,9 +318,9 @@ def write_ocr_debug(data: bytes, out_dir: Path) -> list[Path]:
     p = out_dir / "screen.png"
     base.save(p)
     written.append(p)
-    gray, _scale, _inv = ocr.preprocess(rgb)
+    pre, _scale, _inv = ocr.preprocess(rgb)
     p = out_dir / "preprocessed.png"
-    Image.fromarray(gray, "L").save(p)
+    Image.fromarray(pre).save(p)
     written.append(p)
     drawn = base.copy()
     draw = ImageDraw.Draw(drawn)

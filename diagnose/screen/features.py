@@ -13,8 +13,9 @@ under rules/screen/ say what it means (see rules/screen/features.toml).
 - sad_face: a glyph three or more text lines tall, a little wider than high, at the left of the
   upper half of a coloured screen: the ":(" of Windows 8+ blue screens.
 
-Besides, `last_line_marker` repeats the last non-empty text line as `@screen last-line: <text>`,
-so rules can match what the screen stopped at.
+The tesseract reader adds `headline`: a line at least twice as tall as the typical one (a lock
+screen's clock, a dialog title). Besides, `last_line_marker` repeats the last non-empty text line
+as `@screen last-line: <text>`, so rules can match what the screen stopped at.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Background:
 
     @property
     def hex(self) -> str:
-        return "#%02x%02x%02x" % self.rgb
+        r, g, b = self.rgb
+        return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def name_colour(rgb: tuple[int, int, int]) -> str:
@@ -168,6 +170,8 @@ def marker_lines(feats: dict) -> list[str]:
         out.append(f"@screen blank={feats['blank']}")
     if feats.get("sad_face"):
         out.append(f"@screen sad-face on background={feats['background']}")
+    if feats.get("headline"):
+        out.append(f"@screen headline: {feats['headline']}")
     return out
 
 

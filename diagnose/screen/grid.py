@@ -286,6 +286,17 @@ def _under_cursor(t: _Tables, cell) -> int | None:
     return None
 
 
+def _nearest(cells, glyphs, glyph_ink):
+    """Best glyph index and its Jaccard similarity for each row of `cells` (float 0/1)."""
+    import numpy as np
+
+    inter = cells @ glyphs.T
+    union = cells.sum(axis=1)[:, None] + glyph_ink[None, :] - inter
+    jac = np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+    best = jac.argmax(axis=1)
+    return best, jac[np.arange(cells.shape[0]), best]
+
+
 def _read_tolerant(luma, g: Geometry, prev: GridRead, sample: int = 0) -> GridRead:
     """Cells the exact path could not read, compared with every glyph by Jaccard similarity
     (`sample`: judge only that many of them, spread over the screen, to rank a candidate)."""
@@ -300,27 +311,50 @@ def _read_tolerant(luma, g: Geometry, prev: GridRead, sample: int = 0) -> GridRe
     codes = prev.codes.ravel().copy()
     conf = prev.conf.ravel().copy()
     todo = np.flatnonzero(codes == UNKNOWN)
-    blank = todo[spread[todo] < FLAT]
+    # A blank cell next to bright text picks up JPEG ringing: call a cell blank when its spread
+    # is well below the screen's text contrast (the median spread of cells with ink).
+    strong = spread[spread >= FLAT]
+    flat_limit = max(FLAT, 0.45 * float(np.median(strong))) if strong.size else FLAT
+    blank = todo[spread[todo] < flat_limit]
     codes[blank], conf[blank] = 0x20, 1.0
-    todo = todo[spread[todo] >= FLAT]
+    todo = todo[spread[todo] >= flat_limit]
     if sample and todo.size > sample:
         todo = todo[np.linspace(0, todo.size - 1, sample).astype(np.int64)]
+    cursor = prev.cursor
     if todo.size:
         sub = flat[todo]
         mid = ((lo[todo] + hi[todo]) / 2)[:, None]
         bright = sub > mid
         # ink is the minority side (glyphs cover less than half of a cell)
         ink = np.where((bright.sum(axis=1) * 2 <= sub.shape[1])[:, None], bright, ~bright)
-        a = ink.astype(np.float32)
-        inter = a @ t.flat.T  # (k, 256)
-        union = a.sum(axis=1)[:, None] + t.ink[None, :] - inter
-        jac = np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
-        best = jac.argmax(axis=1)
-        bval = jac[np.arange(todo.size), best]
-        good = bval >= MIN_CONF
-        codes[todo] = np.where(good, t.codes[best], UNKNOWN)
+        best, bval = _nearest(ink.astype(np.float32), t.flat, t.ink)
+        codes[todo] = np.where(bval >= MIN_CONF, t.codes[best], UNKNOWN)
         conf[todo] = bval
-    inked = (codes != 0x20) & (spread >= FLAT)
+        # an underline cursor: its band rows are (nearly) all ink; compare the other rows
+        poor = np.flatnonzero(bval < MIN_CONF)
+        ink3 = ink.reshape(-1, g.cell_h, g.cell_w)
+        for a, b in CURSOR_BANDS:
+            if not poor.size:
+                break
+            band = ink3[poor, a:b].mean(axis=(1, 2)) >= 0.9
+            cand = poor[band]
+            if not cand.size or cand.size > 4:
+                continue
+            keep = [r for r in range(g.cell_h) if not a <= r < b]
+            masks = font.glyph_masks(g.cell_w)
+            ref = masks[:, keep, :].reshape(masks.shape[0], -1).astype(np.float32)
+            sub_ink = ink3[cand][:, keep, :].reshape(cand.size, -1).astype(np.float32)
+            cb, cv = _nearest(sub_ink, ref, ref.sum(axis=1))
+            canon = np.asarray(font.canonical_codes(g.cell_w), dtype=np.int16)
+            # nothing drawn besides the cursor: a blank cell
+            empty = sub_ink.sum(axis=1) == 0
+            for j, i in enumerate(todo[cand]):
+                if empty[j] or cv[j] >= MIN_CONF:
+                    codes[i] = 0x20 if empty[j] else canon[cb[j]]
+                    conf[i] = 1.0 if empty[j] else cv[j]
+                    cursor = (int(i) // g.cols, int(i) % g.cols)
+            poor = poor[~np.isin(poor, cand)]
+    inked = (codes != 0x20) & (spread >= flat_limit)
     inked |= prev.inked.ravel() & (codes != 0x20)
     if sample:  # judge the candidate on the sampled cells and the exact ones only
         judged = np.zeros(n, dtype=bool)
@@ -331,7 +365,7 @@ def _read_tolerant(luma, g: Geometry, prev: GridRead, sample: int = 0) -> GridRe
     ok = int((inked & (codes != UNKNOWN)).sum())
     share = ok / k if k else 0.0
     return GridRead(g, codes.reshape(g.rows, g.cols), conf.reshape(g.rows, g.cols),
-                    inked.reshape(g.rows, g.cols), False, prev.cursor, share,
+                    inked.reshape(g.rows, g.cols), False, cursor, share,
                     float(conf[inked].mean()) if k else 0.0)
 
 

@@ -5,12 +5,14 @@ Tesseract runs as a subprocess (`tesseract stdin stdout ... tsv`), one thread
 PGM so nothing is spent on PNG encoding. The TSV output keeps every word's box, so evidence can be
 drawn on the screenshot.
 
-Preprocessing for screens: grayscale; light-on-dark screens (consoles, blue screens) are inverted
-so the text is dark on light, as tesseract expects; small screens are upscaled by an integer
-factor (console glyphs are ~10 px high, tesseract reads best at 20-30 px); then a global Otsu
-threshold. Page segmentation mode 6 ("one uniform block of text") suits console screens;
-mode 3 (automatic layout) copes better with sparse GUI screens, so `read` tries 6 and keeps the
-result with more confident words when the first is poor.
+Preprocessing for screens (measured on the real screenshots, see bench/screens_eval.py): keep
+the colour channels (tesseract binarises each channel and uses the best one; a grayscale
+conversion loses white text on a blue screen next to dark margins, and a global Otsu threshold
+loses it too); invert light-on-dark screens so the text is dark on light, as tesseract expects;
+upscale small screens by an integer factor (console glyphs are ~10 px high, tesseract reads best
+at 20-30 px). Page segmentation mode 6 ("one uniform block of text") reads console and dialog
+screens best; when its result is poor, mode 3 (automatic layout) on the unscaled screen is tried
+and the better result kept.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import subprocess
 from dataclasses import dataclass
 
 TIMEOUT = 60.0
-MIN_WORD_CONF = 30.0  # tesseract's per-word confidence (0-100) below which a word is dropped
+MIN_WORD_CONF = 20.0  # tesseract's per-word confidence (0-100) below which a word is dropped
 
 
 class OcrUnavailable(Exception):
@@ -110,22 +112,28 @@ def upscale_factor(width: int, height: int) -> int:
     return 1
 
 
-def preprocess(rgb, *, scale: int | None = None, threshold: bool = True):
-    """(gray uint8 image, scale, inverted) ready for tesseract."""
+def preprocess(rgb, *, scale: int | None = None, threshold: bool = False):
+    """(image, scale, inverted) ready for tesseract: RGB (or gray with `threshold`, for the
+    debug view), inverted when the screen is dark, upscaled."""
     import numpy as np
 
     gray = luminance(rgb)
-    inverted = bool(np.median(gray) < 128)
-    if inverted:
-        gray = 255 - gray
+    inverted = bool(np.median(gray[::4, ::4]) < 128)
     if scale is None:
         scale = upscale_factor(gray.shape[1], gray.shape[0])
     if threshold:
-        t = otsu(gray)
-        gray = np.where(gray > t, 255, 0).astype(np.uint8)
+        img = 255 - gray if inverted else gray
+        t = otsu(img)
+        img = np.where(img > t, 255, 0).astype(np.uint8)
+    else:
+        img = 255 - rgb if inverted else rgb
     if scale > 1:
-        gray = np.repeat(np.repeat(gray, scale, axis=0), scale, axis=1)
-    return gray, scale, inverted
+        img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+    return np.ascontiguousarray(img), scale, inverted
+
+
+def _pnm(img) -> bytes:
+    return _ppm(img) if img.ndim == 3 else _pgm(img)
 
 
 def _pgm(gray) -> bytes:
@@ -195,20 +203,40 @@ def read(rgb, *, psm: int | None = None, tuned: bool = True) -> OcrResult:
         tsv = run_tsv(_ppm(rgb), psm or 3)
         return OcrResult(tuple(parse_tsv(tsv, 1, 0.0)), psm or 3, 1, False,
                          time.perf_counter() - t0)
-    gray, scale, inverted = preprocess(rgb)
-    image = _pgm(gray)
+    img, scale, inverted = preprocess(rgb)
     first = psm or 6
-    lines = parse_tsv(run_tsv(image, first), scale)
+    lines = parse_tsv(run_tsv(_pnm(img), first), scale)
     used = first
     if psm is None and _weak(lines):
-        alt = parse_tsv(run_tsv(image, 3), scale)
-        if _score(alt) > _score(lines):
-            lines, used = alt, 3
+        # a sparse GUI screen: automatic layout on the unscaled screen, then sparse text on a
+        # half-size one (a lock screen's clock is too big for tesseract at full size)
+        raw = 255 - rgb if inverted else rgb
+        for mode, factor in ((3, 1), (11, 2)):
+            src = raw if factor == 1 else _shrink(raw, factor)
+            alt = parse_tsv(run_tsv(_ppm(src), mode), 1)
+            if factor > 1:
+                alt = [OcrLine(ln.text, tuple(Word(w.text, w.x * factor, w.y * factor,
+                                                   w.w * factor, w.h * factor, w.conf)
+                                              for w in ln.words)) for ln in alt]
+            if _score(alt) > _score(lines):
+                lines, used, scale = alt, mode, 1
+            if not _weak(lines):
+                break
     return OcrResult(tuple(lines), used, scale, inverted, time.perf_counter() - t0)
 
 
+def _shrink(rgb, factor: int):
+    """Downscale by an integer factor (box average)."""
+    import numpy as np
+
+    h, w = (rgb.shape[0] // factor) * factor, (rgb.shape[1] // factor) * factor
+    a = rgb[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
+    return np.ascontiguousarray(a.astype(np.uint8))
+
+
 def _score(lines: list[OcrLine]) -> float:
-    return sum(len(w.text) * w.conf for ln in lines for w in ln.words)
+    """Characters read with some confidence: junk from a photo scores low."""
+    return sum(len(w.text) * w.conf for ln in lines for w in ln.words if w.conf >= 60)
 
 
 def _weak(lines: list[OcrLine]) -> bool:
