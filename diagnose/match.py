@@ -23,15 +23,41 @@ def normalise_fields(fields: dict[str, str], pack: RulePack) -> dict[str, str]:
             value = int(m.group(1), 16) & 0xFFFFFFFF
             fields["stop_code"] = f"0x{value:08X}"
     if name:
-        fields["stop_name"] = name.strip().upper().replace(" ", "_")
+        fields["stop_name"] = re.sub(r"[\s_]+", "_", name.strip().upper()).strip("_")
     if code or name:
         bc = pack.bugcheck(code=fields.get("stop_code"), name=fields.get("stop_name"))
+        if bc is None and name and not code:
+            bc = _nearest_bugcheck(fields["stop_name"], pack)
         if bc is not None:
             fields.setdefault("stop_code", bc.code)
             fields["stop_name"] = bc.name
             if bc.cause:
                 fields.setdefault("usual_cause", bc.cause)
     return fields
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance, giving up (returning limit + 1) once it must exceed `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        if min(cur) > limit:
+            return limit + 1
+        prev = cur
+    return prev[-1]
+
+
+def _nearest_bugcheck(name: str, pack: RulePack):
+    """A bug-check name misread by OCR ("INACCESSIBLE_BOOT_DEVILE"): the one table entry within
+    two edits, if the name is long enough for that to be unambiguous."""
+    if len(name) < 10:
+        return None
+    near = [b for b in pack.bugchecks if _distance(name, b.name, 2) <= 2]
+    return near[0] if len(near) == 1 else None
 
 
 def _cap(items: list[Finding]) -> list[Finding]:
