@@ -159,24 +159,24 @@ def _read_tesseract(rgb, feats: dict, notes: list[str]):
     out = _join_wrapped(out, width)
     words = [w for ln in res.lines for w in ln.words]
     conf = (sum(w.conf for w in words) / len(words) / 100.0) if words else 0.0
-    head = _headline(out)
+    head = _headline(res, rgb.shape[0])
     if head is not None:
         feats["headline"] = head
     return "tesseract", out, conf
 
 
-def _headline(lines: list[ScreenLine]) -> str | None:
-    """The text drawn much bigger than the rest (a lock screen's clock, a dialog's title)."""
-    sized = [(ln.boxes[0].h, ln.text.strip()) for ln in lines
-             if ln.boxes and ln.text.strip() and len(ln.boxes) == 1]
-    if len(sized) < 2:
+def _headline(res, height: int) -> str | None:
+    """The line holding the largest confidently read word, when that word is big for the screen
+    (at least 6% of its height: a lock screen's clock, a recovery screen's title). Console text
+    is 2-4%."""
+    best = None
+    for ln in res.lines:
+        for w in ln.words:
+            if w.conf >= 80 and w.h >= 0.06 * height and (best is None or w.h > best[0]):
+                best = (w.h, ln.text.strip())
+    if best is None or len(best[1]) > 60:
         return None
-    heights = sorted(h for h, _ in sized)
-    typical = heights[(len(heights) - 1) // 2]
-    tallest, text = max(sized)
-    if tallest >= 2 * typical and len(text) <= 60:
-        return text
-    return None
+    return best[1]
 
 
 def _trim(lines: list[ScreenLine]) -> list[ScreenLine]:

@@ -13,9 +13,10 @@ under rules/screen/ say what it means (see rules/screen/features.toml).
 - sad_face: a glyph three or more text lines tall, a little wider than high, at the left of the
   upper half of a coloured screen: the ":(" of Windows 8+ blue screens.
 
-The tesseract reader adds `headline`: a line at least twice as tall as the typical one (a lock
-screen's clock, a dialog title). Besides, `last_line_marker` repeats the last non-empty text line
-as `@screen last-line: <text>`, so rules can match what the screen stopped at.
+The tesseract reader adds `headline`: the line with the largest confidently read word, when that
+word is at least 6% of the screen's height (a lock screen's clock, a recovery screen's title).
+Besides, `last_line_marker` repeats the last non-empty text line as `@screen last-line: <text>`,
+so rules can match what the screen stopped at.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ conversion loses white text on a blue screen next to dark margins, and a global 
 loses it too); invert light-on-dark screens so the text is dark on light, as tesseract expects;
 upscale small screens by an integer factor (console glyphs are ~10 px high, tesseract reads best
 at 20-30 px). Page segmentation mode 6 ("one uniform block of text") reads console and dialog
-screens best; when its result is poor, mode 3 (automatic layout) on the unscaled screen is tried
-and the better result kept.
+screens best. When its result is poor (few or unsure words: a GUI screen), three more passes are
+tried in turn until one is good, and the best kept: mode 3 (automatic layout) on the unscaled
+screen; mode 3 on the near-white pixels only (lock and sign-in screens draw white text over a
+photo); mode 11 (sparse text) at half size (a lock screen's clock is too big at full size).
 """
 
 from __future__ import annotations
@@ -211,9 +213,9 @@ def read(rgb, *, psm: int | None = None, tuned: bool = True) -> OcrResult:
         # a sparse GUI screen: automatic layout on the unscaled screen, then sparse text on a
         # half-size one (a lock screen's clock is too big for tesseract at full size)
         raw = 255 - rgb if inverted else rgb
-        for mode, factor in ((3, 1), (11, 2)):
-            src = raw if factor == 1 else _shrink(raw, factor)
-            alt = parse_tsv(run_tsv(_ppm(src), mode), 1)
+        for mode, factor, src in ((3, 1, lambda: raw), (3, 1, lambda: white_text(rgb)),
+                                  (11, 2, lambda: _shrink(raw, 2))):
+            alt = parse_tsv(run_tsv(_pnm(src()), mode), 1)
             if factor > 1:
                 alt = [OcrLine(ln.text, tuple(Word(w.text, w.x * factor, w.y * factor,
                                                    w.w * factor, w.h * factor, w.conf)
@@ -225,13 +227,23 @@ def read(rgb, *, psm: int | None = None, tuned: bool = True) -> OcrResult:
     return OcrResult(tuple(lines), used, scale, inverted, time.perf_counter() - t0)
 
 
+def white_text(rgb):
+    """Near-white, unsaturated pixels as black on white: the clock and captions of a lock or
+    sign-in screen drawn over a photo."""
+    import numpy as np
+
+    lo, hi = rgb.min(axis=2), rgb.max(axis=2)
+    mask = (lo > 200) & ((hi.astype(np.int16) - lo) < 40)
+    return np.where(mask, 0, 255).astype(np.uint8)
+
+
 def _shrink(rgb, factor: int):
     """Downscale by an integer factor (box average)."""
     import numpy as np
 
     h, w = (rgb.shape[0] // factor) * factor, (rgb.shape[1] // factor) * factor
     a = rgb[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).mean(axis=(1, 3))
-    return np.ascontiguousarray(a.astype(np.uint8))
+    return np.ascontiguousarray(a.astype(np.uint8).squeeze())
 
 
 def _score(lines: list[OcrLine]) -> float:
