@@ -308,6 +308,9 @@ def test_qemu_as_another_user(sockdir, log_owner):
         log.write_bytes(b"")
         os.chmod(log, 0o666)  # QEMU can write it, but it is root's file
     with paused_qemu(qmp, "-serial", f"file:{log}", user="nobody"):
+        # one round trip first: QEMU answers QMP only once every chardev is open (and the
+        # serial file truncated), so the line below cannot be lost to that truncation
+        fetch_qemu(str(qmp), timeout=5)
         with open(log, "ab") as fh:
             fh.write(b"console line\n")
         ev = fetch_qemu(str(qmp), timeout=5)
