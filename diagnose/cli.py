@@ -27,6 +27,7 @@ diagnose: why a cloud VM will not boot or answer, from its console log and scree
   diagnose libvirt:NAME [--connect URI]            a libvirt domain
   diagnose --from case-dir/                 re-diagnose saved artifacts offline
   diagnose demo [--out DIR]                 the bundled demo region, no account needed
+  diagnose scan --region R --out DIR | scan --demo --out DIR | scan diff OLD NEW
   diagnose rules list | rules show ID | rules test
 """
 
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_rules(_rules_parser().parse_args(argv[1:]))
         if argv and argv[0] == "demo":
             return _cmd_demo(_demo_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "scan":
+            from .scan.cli import main as scan_main
+
+            return scan_main(argv[1:])
         return _cmd_diagnose(_main_parser().parse_args(argv))
     except DiagnoseError as exc:
         msg = str(exc)
