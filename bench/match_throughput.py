@@ -40,23 +40,57 @@ def corpus(size: int) -> bytes:
     return bytes(out[: cut + 1 if cut > 0 else size])
 
 
-_BAD_ESCAPE = re.compile(r"\\[^][.(){}*+?|/\\$^!`'\"<>:,;=@#%&~ -]")
+_OUT = {"d": "[0-9]", "s": "[[:space:]]", "S": "[^[:space:]]", "w": "[[:alnum:]_]",
+        "W": "[^[:alnum:]_]"}
+_IN = {"d": "0-9", "s": "[:space:]", "w": "[:alnum:]_"}
 
 
 def to_ere(regex: str) -> str | None:
     """Python regex -> GNU ERE (None if it cannot be expressed)."""
-    r = re.sub(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>", "(", regex)
-    r = r.replace("(?:", "(")
-    for a, b in ((r"\d", "[0-9]"), (r"\s", "[[:space:]]"), (r"\S", "[^[:space:]]"),
-                 (r"\w", "[[:alnum:]_]"), (r"\W", "[^[:alnum:]_]")):
-        r = r.replace(a, b)
-    if "(?" in r or _BAD_ESCAPE.search(r):
+    r = re.sub(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>", "(", regex).replace("(?:", "(")
+    if "(?" in r:
         return None
-    return r
+    out, i, in_class = [], 0, False
+    while i < len(r):
+        ch = r[i]
+        if ch == "\\" and i + 1 < len(r):
+            nxt = r[i + 1]
+            table = _IN if in_class else _OUT
+            if nxt in table:
+                out.append(table[nxt])
+            elif nxt in "SW" and in_class:
+                return None
+            elif nxt.isalnum() and nxt != "b":
+                return None
+            else:
+                out.append(ch + nxt if not in_class else nxt if nxt != "\\" else "\\")
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+            out.append(ch)
+            # a leading ] or ^] is literal inside a class
+            if r.startswith("^", i + 1):
+                out.append("^")
+                i += 1
+            if r.startswith("]", i + 1):
+                out.append("]")
+                i += 1
+            i += 1
+            continue
+        if ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def grep_time(data: bytes, patterns: list[tuple[str, int]], repeat: int) -> tuple[float, int]:
     plain = [to_ere(p) for p, f in patterns if not f & re.IGNORECASE]
+    for p in plain:
+        if p and subprocess.run(["grep", "-E", "-e", p], input=b"", capture_output=True,
+                                check=False).returncode == 2:
+            raise SystemExit(f"bench bug: no valid ERE for {p!r}")
     nocase = [to_ere(p) for p, f in patterns if f & re.IGNORECASE]
     skipped = sum(1 for p in plain + nocase if p is None)
     with tempfile.TemporaryDirectory() as tmp:

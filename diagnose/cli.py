@@ -104,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - last resort: one line and exit code 4
+        if os.environ.get("DIAGNOSE_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        first = (str(exc).splitlines() or [""])[0]
+        print(f"diagnose: internal error: {type(exc).__name__}: {first} (please report; run "
+              "with DIAGNOSE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 4
 
 
 # ------------------------------------------------------------------------------------------------

@@ -138,7 +138,8 @@ def decode(data: bytes):
         import numpy as np
         from PIL import Image
 
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        # the header check above already refused anything over MAX_PIXELS; PIL's own bomb
+        # limit (a process-wide setting) is left alone, its warning made an error here
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
