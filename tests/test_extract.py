@@ -33,6 +33,12 @@ def test_clean_ansi_and_lost_escape_debris():
     assert cx.clean_line("\x1b]0;title\x07\x1b(Bdebian login: ") == "debian login:"
 
 
+def test_colour_code_cut_by_systemd_ellipsis():
+    # systemd shortens long unit names with "…", sometimes in the middle of a colour code
+    assert cx.clean_line("[ TIME ] Timed out waiting for device [0;1;\u20265e3b0-41d1.device.") \
+        == "[ TIME ] Timed out waiting for device \u20265e3b0-41d1.device."
+
+
 def test_clean_keeps_kernel_timestamps_and_brackets():
     line = "[    0.000000] Linux version 6.1.0-28-amd64 [x86_64] (gcc-12)"
     assert cx.clean_line(line) == line

@@ -29,6 +29,7 @@ _DEBRIS_RE = re.compile(
     r"\[(?:\??[0-9]{1,3}(?:;[0-9]{1,3})*)?m"
     r"|\[\??[0-9]{1,4}(?:;[0-9]{1,4})*[KJHhlABCDGfr]"
     r"|\[[KJ](?![A-Za-z])"
+    r"|\[[0-9;]{1,20}(?=\u2026)"  # a colour code cut short by systemd's "…" ellipsis
 )
 _CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 _TS_RE = re.compile(r"\[\s*([0-9]{1,7}\.[0-9]{3,9})\]")
