@@ -6,7 +6,6 @@ the reason; it never stops the scan.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -272,7 +271,7 @@ def write_results(state: State, out: Path) -> int:
     n = 0
     with tmp.open("w", encoding="utf-8") as fh:
         for row in state.rows():
-            fh.write(row["result"].replace("\n", "\\n") + "\n")
+            fh.write(row["result"] + "\n")
             n += 1
     os.replace(tmp, out / "results.jsonl")
     return n
@@ -291,4 +290,4 @@ def read_ids_file(path: str) -> list[str]:
     return ids
 
 
-__all__ = ["Options", "Scanner", "Tally", "json", "read_ids_file", "select", "write_results"]
+__all__ = ["Options", "Scanner", "Tally", "read_ids_file", "select", "write_results"]
