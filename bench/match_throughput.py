@@ -45,41 +45,62 @@ _OUT = {"d": "[0-9]", "s": "[[:space:]]", "S": "[^[:space:]]", "w": "[[:alnum:]_
 _IN = {"d": "0-9", "s": "[:space:]", "w": "[:alnum:]_"}
 
 
+def _class_to_ere(r: str, i: int) -> tuple[str | None, int]:
+    """Convert the character class starting at r[i] == "["; return (ERE class, next index)."""
+    i += 1
+    negate = r.startswith("^", i)
+    if negate:
+        i += 1
+    members: list[str] = []
+    bracket = dash = False
+    while i < len(r) and r[i] != "]":
+        ch = r[i]
+        if ch == "\\" and i + 1 < len(r):
+            nxt = r[i + 1]
+            if nxt in _IN:
+                members.append(_IN[nxt])
+            elif nxt == "]":
+                bracket = True
+            elif nxt == "-":
+                dash = True
+            elif nxt.isalnum():
+                return None, i
+            else:
+                members.append(nxt)
+            i += 2
+        else:
+            members.append(ch)
+            i += 1
+    if i >= len(r):
+        return None, i
+    body = ("]" if bracket else "") + "".join(members) + ("-" if dash else "")
+    return "[" + ("^" if negate else "") + body + "]", i + 1
+
+
 def to_ere(regex: str) -> str | None:
     """Python regex -> GNU ERE (None if it cannot be expressed)."""
     r = re.sub(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>", "(", regex).replace("(?:", "(")
     if "(?" in r:
         return None
-    out, i, in_class = [], 0, False
+    out, i = [], 0
     while i < len(r):
         ch = r[i]
         if ch == "\\" and i + 1 < len(r):
             nxt = r[i + 1]
-            table = _IN if in_class else _OUT
-            if nxt in table:
-                out.append(table[nxt])
-            elif nxt in "SW" and in_class:
-                return None
+            if nxt in _OUT:
+                out.append(_OUT[nxt])
             elif nxt.isalnum() and nxt != "b":
                 return None
             else:
-                out.append(ch + nxt if not in_class else nxt if nxt != "\\" else "\\")
+                out.append(ch + nxt)
             i += 2
             continue
-        if ch == "[" and not in_class:
-            in_class = True
-            out.append(ch)
-            # a leading ] or ^] is literal inside a class
-            if r.startswith("^", i + 1):
-                out.append("^")
-                i += 1
-            if r.startswith("]", i + 1):
-                out.append("]")
-                i += 1
-            i += 1
+        if ch == "[":
+            cls, i = _class_to_ere(r, i)
+            if cls is None:
+                return None
+            out.append(cls)
             continue
-        if ch == "]" and in_class:
-            in_class = False
         out.append(ch)
         i += 1
     return "".join(out)

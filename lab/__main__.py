@@ -19,6 +19,8 @@ APT_PACKAGES = [
     "e2fsprogs",  # mke2fs, debugfs, e2fsck (also copied into the initramfs)
     "cpio",
     "debootstrap",
+    "fdisk",  # sfdisk, for the GRUB disk images
+    "openssl",  # a root password hash for one emergency-mode scenario
     "grub-pc-bin",
     "dpkg",
 ]

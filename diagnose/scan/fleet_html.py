@@ -18,7 +18,8 @@ from typing import Any
 from ..model import STATUSES
 
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#1d2330;padding:0 1em}
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1150px;color:#1d2330;
+padding:0 1em}
 h1{font-size:21px}h2{font-size:16px;margin-top:1.8em}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6ec;vertical-align:top}
