@@ -116,24 +116,29 @@ class HyperscanPatternSet(PatternSet):
         if not lines:
             return []
         data = "\n".join(lines).encode("utf-8", "surrogatepass")
-        starts = [0]
-        find = data.find
-        pos = find(b"\n")
-        while pos != -1:
-            starts.append(pos + 1)
-            pos = find(b"\n", pos + 1)
-        raw: set[tuple[int, int]] = set()
-        add = raw.add
+        ends: list[tuple[int, int]] = []
+        add = ends.append
 
         def on_match(pid, _start, end, _flags, _ctx):
-            # `end` is exclusive; a match ending right at a newline belongs to the line before it
-            add((bisect.bisect_right(starts, max(end - 1, 0)) - 1, pid))
+            add((end, pid))
             return None
 
         self.db.scan(data, match_event_handler=on_match, scratch=self.scratch)
-        hits = [(li, pi) for li, pi in raw if self.compiled[pi].search(lines[li])]
-        # A pattern that can match across a newline in block mode may report only the later
-        # line; patterns are single-line by construction, so this only drops cross-line ghosts.
+        # Map end offsets to lines by counting newlines between consecutive reports (memchr
+        # speed), instead of indexing every line start of a possibly huge log.
+        ends.sort()
+        seen: set[tuple[int, int]] = set()
+        line, pos = 0, 0
+        count = data.count
+        for end, pid in ends:
+            last = max(end - 1, 0)  # `end` is exclusive: the last matched byte is end - 1
+            if last > pos:
+                line += count(b"\n", pos, last)
+                pos = last
+            seen.add((line, pid))
+        # Confirm each (line, pattern) with `re` on the line alone; this also drops ghosts of
+        # a class such as \s that Hyperscan let run across a newline.
+        hits = [(li, pi) for li, pi in seen if self.compiled[pi].search(lines[li])]
         hits.sort()
         return hits
 

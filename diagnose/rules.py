@@ -199,6 +199,170 @@ def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
     return None
 
 
+_REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None))
+_ANY = None  # a first-character set that may hold any character
+_HUGE = 10**9
+_DIGITS = frozenset("0123456789")
+_SPACES = frozenset(" \t\n\r\f\v")
+
+
+def _first(seq, fold: bool) -> tuple[frozenset[str] | None, bool]:
+    """The characters a match of `seq` can start with (_ANY if unknown), and whether it can be
+    empty. Conservative: whatever is not worked out counts as any character."""
+    out: frozenset[str] | None = frozenset()
+    for op, av in seq:
+        chars, nullable = _first_item(op, av, fold)
+        out = _ANY if out is _ANY or chars is _ANY else out | chars
+        if not nullable:
+            return out, False
+    return out, True
+
+
+def _first_item(op, av, fold: bool) -> tuple[frozenset[str] | None, bool]:
+    if op is sre_c.LITERAL:
+        ch = chr(av)
+        return frozenset({ch.lower(), ch.upper()} if fold else {ch}), False
+    if op is sre_c.IN:
+        chars: set[str] = set()
+        for iop, iav in av:
+            if iop is sre_c.LITERAL:
+                chars.add(chr(iav))
+            elif iop is sre_c.RANGE and iav[1] - iav[0] <= 256:
+                chars.update(map(chr, range(iav[0], iav[1] + 1)))
+            elif iop is sre_c.CATEGORY and iav is sre_c.CATEGORY_DIGIT:
+                chars |= _DIGITS
+            elif iop is sre_c.CATEGORY and iav is sre_c.CATEGORY_SPACE:
+                chars |= _SPACES
+            else:  # negated sets, \w, \s, \S, big ranges
+                return _ANY, False
+        if fold:
+            chars = {c.lower() for c in chars} | {c.upper() for c in chars}
+        return frozenset(chars), False
+    if op is sre_c.SUBPATTERN:
+        return _first(av[3], fold)
+    if op is sre_c.BRANCH:
+        out: frozenset[str] | None = frozenset()
+        nullable = False
+        for alt in av[1]:
+            chars, n = _first(alt, fold)
+            out = _ANY if out is _ANY or chars is _ANY else out | chars
+            nullable = nullable or n
+        return out, nullable
+    if op in _REPEATS:
+        chars, n = _first(av[2], fold)
+        return chars, n or av[0] == 0
+    if op in (sre_c.AT, sre_c.ASSERT, sre_c.ASSERT_NOT):
+        return frozenset(), True
+    return _ANY, False
+
+
+def _overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
+    return a is _ANY or b is _ANY or bool(a & b)
+
+
+def _variable(seq) -> bool:
+    """Whether the length of a match of `seq` can vary (a repeat or uneven alternatives)."""
+    for op, av in seq:
+        if op in _REPEATS and (av[0] != av[1] or _variable(av[2])):
+            return True
+        if op is sre_c.SUBPATTERN and _variable(av[3]):
+            return True
+        if op is sre_c.BRANCH and (len({_max_len(a) for a in av[1]}) > 1
+                                   or any(_variable(a) for a in av[1])):
+            return True
+    return False
+
+
+def _max_len(seq) -> int:
+    total = 0
+    for op, av in seq:
+        if op in _REPEATS:
+            total += _HUGE if av[1] == sre_c.MAXREPEAT else av[1] * _max_len(av[2])
+        elif op is sre_c.SUBPATTERN:
+            total += _max_len(av[3])
+        elif op is sre_c.BRANCH:
+            total += max(_max_len(a) for a in av[1])
+        elif op not in (sre_c.AT, sre_c.ASSERT, sre_c.ASSERT_NOT):
+            total += 1
+        total = min(total, _HUGE)
+    return total
+
+
+def _branches(seq):
+    for op, av in seq:
+        if op is sre_c.BRANCH:
+            yield av[1]
+            for alt in av[1]:
+                yield from _branches(alt)
+        elif op is sre_c.SUBPATTERN:
+            yield from _branches(av[3])
+        elif op in _REPEATS:
+            yield from _branches(av[2])
+
+
+def backtracking_problems(items, flags: int = 0) -> list[str]:
+    """Shapes that make a backtracking engine (Python's `re`) take exponential or high
+    polynomial time on a hostile line:
+
+    - a variable-length repeat or alternation inside a repeat that may run more than a few times,
+      bounded or not: `(a+)+`, `(\\w+\\s?)+`, `(.*a){20}`, `(a|aa)+`, `(?:a{1,1000}){1,1000}`;
+    - alternatives that can start with the same character (or be empty) inside a repeat:
+      `(a|a)*`, `(?:a|b|ab)*`;
+    - two unbounded repeats next to each other that can eat the same characters: `.*.*`.
+    """
+    fold = bool(flags & re.IGNORECASE)
+    problems: list[str] = []
+
+    def add(msg: str) -> None:
+        if msg not in problems:
+            problems.append(msg)
+
+    def seq_check(seq) -> None:
+        prev: frozenset[str] | None | bool = False  # chars of the previous unbounded repeat
+        run = 0  # unbounded repeats in a row, each able to eat what the one before eats
+        for op, av in seq:
+            if op in _REPEATS and av[1] == sre_c.MAXREPEAT:
+                chars = _first(av[2], fold)[0]
+                run = run + 1 if prev is not False and _overlap(prev, chars) else 1
+                if run >= 3:
+                    add("three unbounded repeats in a row over the same characters (like "
+                        ".*.*.*) backtrack polynomially: join them")
+                prev = chars
+            elif op is sre_c.AT or (op in _REPEATS and av[0] == 0 and av[1] <= 1):
+                continue  # nullable: the repeats around it still touch
+            else:
+                prev, run = False, 0
+
+    def walk(seq) -> None:
+        seq_check(seq)
+        for op, av in seq:
+            if op in _REPEATS:
+                body = av[2]
+                if av[1] > 1:
+                    count = _HUGE if av[1] == sre_c.MAXREPEAT else av[1]
+                    if count * _max_len(body) > 1000 and _variable(body):
+                        add("nested unbounded quantifiers (or any variable-length repeat or "
+                            "alternation inside a repeat) can backtrack catastrophically")
+                    for alts in _branches(body):
+                        firsts = [_first(a, fold) for a in alts]
+                        if any(_overlap(firsts[i][0], firsts[j][0])
+                               or (firsts[i][1] and firsts[j][1])
+                               for i in range(len(firsts)) for j in range(i)):
+                            add("alternatives inside a repeat that can match the same text "
+                                "backtrack catastrophically")
+                walk(body)
+            elif op is sre_c.SUBPATTERN:
+                walk(av[3])
+            elif op is sre_c.BRANCH:
+                for alt in av[1]:
+                    walk(alt)
+            elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
+                walk(av[1])
+
+    walk(list(items))
+    return problems
+
+
 def check_pattern(pattern: str, flags: int = 0) -> list[str]:
     """Problems with one pattern (empty list if fine)."""
     if not isinstance(pattern, str) or not pattern:
@@ -223,15 +387,7 @@ def check_pattern(pattern: str, flags: int = 0) -> list[str]:
         if op in (sre_c.GROUPREF, getattr(sre_c, "GROUPREF_EXISTS", None)):
             problems.append("back-references are not allowed")
             break
-    for op, av in _walk(items):
-        if _unbounded(op, av):
-            for op2, av2 in _walk(av[2]):
-                if _unbounded(op2, av2):
-                    problems.append("nested unbounded quantifiers can backtrack catastrophically")
-                    break
-            else:
-                continue
-            break
+    problems.extend(backtracking_problems(items, flags))
     first = items[0] if items else None
     while first is not None and first[0] is sre_c.AT:
         items = items[1:]
@@ -363,6 +519,9 @@ def _load_rule(raw: dict, path: Path, loc: _Locator, idx: int, problems: list[st
             re.compile(pat, re_flags)
         except re.error as exc:
             problems.append(f"{where(needle=pat[:40])}: ignore pattern {pat[:60]!r}: {exc}")
+            continue
+        for msg in backtracking_problems(sre_parse.parse(pat, re_flags), re_flags):
+            problems.append(f"{where(needle=pat[:40])}: ignore pattern {pat[:60]!r}: {msg}")
     for name in declared - used:
         problems.append(f"{where('fields')}: field '{name}' is captured by no pattern")
     remediation = _str_list(raw.get("remediation"), "remediation", problems, where("remediation"))

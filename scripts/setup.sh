@@ -10,7 +10,7 @@ want_test=0
 
 # System packages: tesseract for screenshots; for the tests also a browser (report checks),
 # QEMU + busybox + e2fsprogs (the real-VM lab and live tests), and python3-venv where missing.
-apt_pkgs=(tesseract-ocr ca-certificates)
+apt_pkgs=(tesseract-ocr seabios ca-certificates)
 if [ "$want_test" = 1 ]; then
   apt_pkgs+=(chromium qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio
              libvirt-dev pkg-config gcc python3-dev)
@@ -46,4 +46,20 @@ if [ "$want_test" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e '.[ecs,qemu]'
 fi
+# Console fonts for the screenshot reader are read from this machine, never shipped: SeaBIOS's
+# VGA ROM (installed above) and a kernel image; without /boot/vmlinuz-*, take the one in Debian's
+# current kernel package (downloaded, unpacked in a temp folder, never installed).
+cache="${DIAGNOSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/diagnose}"
+kernel_args=()
+if [ ! -s "$cache/fonts/linux8x16.bin" ] && ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
+  kdir=$(mktemp -d)
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  if [ -n "$pkg" ] && (cd "$kdir" && apt-get download -qq "$pkg" >/dev/null 2>&1 \
+      && dpkg -x ./*.deb root); then
+    kernel_args=(--kernel "$(ls "$kdir"/root/boot/vmlinuz-* | head -n 1)")
+  fi
+fi
+.venv/bin/python -m diagnose.screen.font "${kernel_args[@]}"
+[ -z "${kdir:-}" ] || rm -rf "$kdir"
+
 echo "diagnose is set up: .venv/bin/diagnose --help"

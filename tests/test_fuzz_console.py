@@ -14,6 +14,7 @@ import json
 import random
 import re
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,6 +99,8 @@ def long_line(rng: random.Random, data: bytes) -> bytes:
     unit = rng.choice((b"A", b"Kernel panic - not syncing: ", b"[  OK  ] ", b"\r", b"x\b",
                        b"\x1b[0;32m", b"[0m", b"\xc3"))
     line = (unit * (size // len(unit) + 1))[:size]
+    if rng.random() < 0.3:  # a progress bar: one long line overprinted by many short ones
+        line = line[: size // 2] + b"\r." * (size // 4)
     if rng.random() < 0.5:
         line += b"Kernel panic - not syncing: VFS: Unable to mount root fs"
     at = rng.randrange(len(data) + 1)
@@ -154,7 +157,7 @@ def escapes(rng: random.Random, data: bytes) -> bytes:
         at = rng.randrange(len(buf) + 1)
         seq = rng.choice(ESCAPES)
         if rng.random() < 0.2:
-            seq = seq * rng.randint(2, 500)
+            seq = seq * rng.randint(2, 50)
         buf = buf[:at] + seq + buf[at:]
     return buf
 
@@ -191,7 +194,7 @@ def check(data: bytes) -> Diagnosis:
         if not data.strip(b"\x00 \t\r\n"):
             assert v.status == "uncertain"
     plain = render_text(d, color=False)
-    assert not CONTROL_RE.search(plain.replace("\n", "")), "a control character reached the terminal"
+    assert not CONTROL_RE.search(plain.replace("\n", "")), "a control reached the terminal"
     render_text(d, color=True)
     doc = render_json(d)
     json.dumps(doc, ensure_ascii=False).encode("utf-8")
@@ -207,7 +210,8 @@ def cli_check(data: bytes, tmp: Path) -> None:
     path = tmp / "fuzz.log"
     path.write_bytes(data)
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (contextlib.redirect_stdout(out), contextlib.redirect_stderr(err),
+          mock.patch.object(Analyzer, "load", return_value=ANALYZER)):
         code = main(["--console", str(path), "--format", "json"])
     assert code in (0, 1, 2, 6), (code, err.getvalue())
     if code == 2:
@@ -233,9 +237,9 @@ def test_random_bytes(data):
     check(data)
 
 
-@fuzz(150)
+@fuzz(50)
 @given(st.sampled_from(range(len(LAB_LOGS))), st.randoms(use_true_random=False),
-       st.integers(1, 4))
+       st.integers(1, 3))
 def test_mutated_lab_logs(which, rng, steps):
     check(mutate(rng, LAB_LOGS[which], steps, CHEAP_MUTATORS))
 
@@ -252,7 +256,7 @@ def test_any_unicode_text(text):
     check(text.encode("utf-8", "surrogatepass"))
 
 
-@fuzz(40)
+@fuzz(25)
 @given(st.sampled_from(range(len(LAB_LOGS))), st.randoms(use_true_random=False))
 def test_cli_gives_verdict_or_one_line(tmp_path_factory, which, rng):
     cli_check(mutate(rng, LAB_LOGS[which], 2, CHEAP_MUTATORS), tmp_path_factory.mktemp("f"))

@@ -17,14 +17,15 @@ from diagnose.pipeline import Analyzer, evidence_from_bytes
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lab"
 
-# run -> (what the screenshot shows, why it differs from meta.json)
+# run (or scenario, for both display modes) -> (what the screenshot shows, why it differs from
+# meta.json)
 SCREEN_SHOWS = {
     "hung-task__text": ("unknown", "the hung-task report scrolled off the 25-row screen; only "
                                    "the tail of the register dump is left"),
-    "initramfs-missing-root__text": ("unknown", "the screen stops at device probing; the "
-                                                "initramfs' error went to the serial console"),
-    "sshd-bad-config__text": ("healthy", "sshd fails in the journal; tty1 shows the login prompt"),
-    "sshd-bad-config__fb": ("healthy", "sshd fails in the journal; tty1 shows the login prompt"),
+    "initramfs-missing-root": ("unknown", "the screen stops at device probing: initramfs-tools "
+                                          "prints its ALERT and shell on /dev/console, the "
+                                          "serial port"),
+    "sshd-bad-config": ("healthy", "sshd fails in the journal; tty1 shows the login prompt"),
 }
 
 
@@ -35,10 +36,11 @@ def _runs() -> list[Path]:
 
 def _expected(run: Path) -> tuple[str, str | None]:
     meta = json.loads((run / "meta.json").read_text())
-    if "dummy" in meta.get("kernel_console", ""):
+    if "dummy" in (meta.get("kernel_console") or ""):
         return "unknown", "blank"  # this kernel has no framebuffer console: the screen is black
-    if run.name in SCREEN_SHOWS:
-        return SCREEN_SHOWS[run.name][0], "listed"
+    for key in (run.name, meta.get("scenario")):
+        if key in SCREEN_SHOWS:
+            return SCREEN_SHOWS[key][0], "listed"
     return meta["expect"]["category"], None
 
 

@@ -46,27 +46,38 @@ def _jpeg(rgb, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def test_bundled_fonts():
-    assert font.BUNDLED.stat().st_size == font.TABLE_BYTES
+def _rom_table() -> bytes:
+    found = font.load_rom_font()
+    if found is None:
+        pytest.fail("no SeaBIOS VGA ROM: scripts/setup.sh installs the seabios package")
+    return found[0]
+
+
+def test_fonts_come_from_this_machine():
+    vga = _rom_table()
     names = font.font_names()
     assert names[0] == "vga8x16"
-    if font.BUNDLED_LINUX.is_file():  # fbcon draws 42 glyphs differently from the VGA BIOS
-        assert "linux8x16" in names
-        assert font.BUNDLED_LINUX.read_bytes() != font.BUNDLED.read_bytes()
+    assert dict(font.font_tables())["vga8x16"] == vga
+    if "linux8x16" in names:  # fbcon draws 42 glyphs differently from the VGA BIOS
+        assert dict(font.font_tables())["linux8x16"] != vga
 
 
 def test_font_table_found_by_structure():
-    table = font.BUNDLED.read_bytes()
+    table = _rom_table()
     blob = bytes(range(256)) * 7 + table + b"\xff" * 300
     assert font.find_font_table(blob) == table
     assert font.find_font_table(blob[:-300 - 16]) is None  # cut: no complete table
 
 
-def test_bundled_font_matches_seabios_rom():
-    found = font.load_rom_font()
-    if found is None:
-        pytest.skip("SeaBIOS is not installed here")
-    assert found[0] == font.BUNDLED.read_bytes()
+def test_fonts_are_cached_after_extraction(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIAGNOSE_CACHE", str(tmp_path))
+    font.font_tables.cache_clear()
+    try:
+        notes = font.prepare()
+        assert any(n.startswith("vga8x16 from") for n in notes)
+        assert (tmp_path / "fonts" / "vga8x16.bin").read_bytes() == _rom_table()
+    finally:
+        font.font_tables.cache_clear()
 
 
 def test_glyph_chars_are_cp437():
@@ -107,7 +118,7 @@ def test_font_reader_on_framebuffer(run):
     """fbcon draws the kernel's own font: every line read must be a line the kernel also sent
     to the serial console (except the getty banner and prompt lines, which differ per tty)."""
     meta = json.loads((run / "meta.json").read_text())
-    if "dummy" in meta.get("kernel_console", ""):
+    if "dummy" in (meta.get("kernel_console") or ""):
         pytest.skip("no framebuffer console in this kernel: the screen is black")
     _, rgb = image.decode((run / "screen.png").read_bytes())
     gr = grid.read_grid(rgb)

@@ -64,11 +64,13 @@ def _overprint(line: str) -> str:
                 out.append(ch)
         line = "".join(out)
     if "\r" in line:
-        parts = line.split("\r")
+        # Each column shows the last part long enough to reach it. Walking the parts from the
+        # last one, a part only adds the columns beyond what later parts cover: linear time (a
+        # forward walk copies the whole line for every part: quadratic on a long progress bar).
         screen = ""
-        for part in parts:
-            if part:
-                screen = part + screen[len(part):]
+        for part in reversed(line.split("\r")):
+            if len(part) > len(screen):
+                screen += part[len(screen):]
         line = screen
     return line
 

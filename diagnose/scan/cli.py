@@ -18,7 +18,7 @@ from ..errors import EXIT_FAILED, EXIT_OK, DiagnoseError, UsageError
 USAGE = """\
 diagnose scan --region R [--region R2] [--tag k=v] [--status Running]
               [--instances-file ids.txt] --out DIR [--concurrency N] [--rate API=N/s]
-              [--executor thread|process] [--no-screenshot] [--resume]
+              [--executor thread|process|dask [--scheduler tcp://H:P]] [--no-screenshot] [--resume]
 diagnose scan --demo --out DIR
 diagnose scan diff OLD NEW      (scan output directories, state.sqlite or results.jsonl)
 """
@@ -36,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=24, help="fetching threads (default 24)")
     p.add_argument("--rate", action="append", default=[], metavar="API=N/s",
                    help="calls per second for one API, e.g. GetInstanceScreenshot=10/s")
-    p.add_argument("--executor", choices=("thread", "process"), default="thread",
-                   help="where analysis runs: the fetching threads (default) or a process pool "
-                        "(for CPU-heavy screenshot reading)")
+    p.add_argument("--executor", choices=("thread", "process", "dask"), default="thread",
+                   help="where analysis runs: the fetching threads (default), a process pool "
+                        "(CPU-heavy screenshot reading) or a Dask cluster (--scheduler)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="Dask scheduler address for --executor dask")
     p.add_argument("--workers", type=int, help="process pool size (default: CPU count)")
     p.add_argument("--no-screenshot", action="store_true", help="console output only")
     p.add_argument("--resume", action="store_true",
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency must be between 1 and 256")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if (args.executor == "dask") != bool(args.scheduler):
+        raise UsageError("--executor dask and --scheduler go together")
     rates = dict(parse_rate(r) for r in args.rate)
     out = Path(args.out)
     try:
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         opts = Options(out=out, regions=regions, tags=_tags(args.tag), status=args.status,
                        instance_ids=ids, concurrency=args.concurrency,
                        screenshot=not args.no_screenshot, executor=args.executor,
-                       workers=args.workers, resume=args.resume)
+                       workers=args.workers, resume=args.resume,
+                       scheduler=args.scheduler)
         mode = args.progress
         progress = None
         if mode != "none":
@@ -141,13 +146,13 @@ def run(args: argparse.Namespace) -> int:
                 progress.close()
         state.finish_run()
         write_results(state, out)
-        results = [json.loads(r["result"]) for r in state.rows()]
-        meta = {"regions": ", ".join(regions), "instances": len(results),
+        count, failed = state.count(), state.count("failed")
+        meta = {"regions": ", ".join(regions), "instances": count,
                 "this run": f"{tally.done} in {time.monotonic() - started:.1f}s",
                 "resumed": tally.resumed}
+        results = (json.loads(r["result"]) for r in state.rows())  # streamed: huge fleets
         (out / "index.html").write_text(render_index(results, meta=meta), encoding="utf-8")
-        failed = sum(1 for r in results if r["verdict"]["status"] == "failed")
-        print(f"scan: {len(results)} instance(s), {failed} failed; report {out / 'index.html'}",
+        print(f"scan: {count} instance(s), {failed} failed; report {out / 'index.html'}",
               file=sys.stderr)
         return EXIT_FAILED if failed else EXIT_OK
 

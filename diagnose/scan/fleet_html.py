@@ -25,13 +25,13 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6ec;vertical-align:top}
 th{font-size:12px;text-transform:uppercase;color:#5b6475}
 .s{font-weight:600;border-radius:3px;padding:1px 6px;color:#fff;font-size:12px;white-space:nowrap}
+.bars{table-layout:fixed}.bars td{border:0;padding:2px 6px}
+.bars td.l{width:45%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.bars td.n{width:4em;text-align:right}.bar{height:14px;background:#8a94a6;min-width:2px}
 .failed{background:#b3261e}.degraded{background:#b26a00}.in-progress{background:#1f5fae}
 .healthy{background:#2e7d32}.uncertain{background:#6b7280}.skipped{background:#51657d}
-.bars td{border:0;padding:2px 8px}.bars td.l{width:16em;white-space:nowrap}
-.bars td.n{width:5em;text-align:right}.bar{height:14px;background:#8a94a6;min-width:1px}
-.bar.failed,.bar.degraded,.bar.healthy,.bar.uncertain,.bar.skipped,.bar.in-progress{opacity:.9}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(330px,1fr));gap:0 2em}
-code{font-size:12px}.muted{color:#5b6475}
+code{font-size:12px;white-space:nowrap}.muted{color:#5b6475}
 """.strip()
 
 _WIDTH_CLASSES = 101  # w0..w100: bar widths as classes (the CSP allows no style attributes)
@@ -55,7 +55,8 @@ def _bars(title: str, counts: Counter, *, status_colours: bool = False, limit: i
     for key, n in items[:limit]:
         width = max(1, round(100 * n / top)) if top else 0
         colour = f" {_e(key)}" if status_colours and key in STATUSES else ""
-        rows.append(f"<tr><td class=l>{_e(key or '(unknown)')}</td><td class=n>{n}</td>"
+        label = _e(key or "(unknown)")
+        rows.append(f"<tr><td class=l title='{label}'>{label}</td><td class=n>{n}</td>"
                     f"<td><div class='bar{colour} w{width}'></div></td></tr>")
     more = len(items) - limit
     tail = f"<p class=muted>and {more} more</p>" if more > 0 else ""
@@ -91,10 +92,16 @@ def render_index(results: Iterable[dict[str, Any]], *, title: str = "diagnose fl
         by_zone[facts.get("zone", "")] += 1
         by_family[_family(facts)] += 1
         by_os[facts.get("os_name", "")] += 1
+        # keep only what the tables show: a fleet's full results never sit in memory
+        slim = {"instance_id": r.get("instance_id"), "region": r.get("region"),
+                "verdict": {k: v.get(k) for k in ("status", "category", "title", "summary")},
+                "subject": {"facts": {"name": facts.get("name", "")}},
+                "scan": {k: (r.get("scan") or {}).get(k) for k in ("report", "error")}}
         if status in order:
-            problems.append((order[status], v.get("category", ""), r.get("instance_id", ""), r))
+            problems.append((order[status], v.get("category", ""), r.get("instance_id", ""),
+                             slim))
         elif status == "skipped":
-            skipped.append(r)
+            skipped.append(slim)
     problems.sort(key=lambda t: t[:3])
     skipped.sort(key=lambda r: str(r.get("instance_id", "")))
 

@@ -27,11 +27,14 @@ from .state import Row, State
 _PACK: Any = None
 _POOL: queue.SimpleQueue | None = None
 _POOL_LOCK = threading.Lock()
+_MADE = 0
+MAX_ANALYZERS = max(2, os.cpu_count() or 2)  # analysis holds the GIL: more would only cost RAM
 
 
 def _take_analyzer() -> Any:
-    """An Analyzer nobody else is using (a compiled engine's scratch is not shared)."""
-    global _PACK, _POOL
+    """An Analyzer nobody else is using (a compiled engine's scratch is not shared); at most
+    MAX_ANALYZERS per process, each compiled once and reused."""
+    global _PACK, _POOL, _MADE
     from ..pipeline import Analyzer
     from ..rules import load_pack
 
@@ -40,10 +43,13 @@ def _take_analyzer() -> Any:
             _POOL = queue.SimpleQueue()
         if _PACK is None:
             _PACK = load_pack(None)
-    try:
-        return _POOL.get_nowait()
-    except queue.Empty:
-        return Analyzer(_PACK)
+        try:
+            return _POOL.get_nowait()
+        except queue.Empty:
+            if _MADE < MAX_ANALYZERS:
+                _MADE += 1
+                return Analyzer(_PACK)
+    return _POOL.get()
 
 
 def _give_back(analyzer: Any) -> None:
@@ -58,8 +64,11 @@ def warm_up() -> None:
     _give_back(a)
 
 
-def analyse(evidence: Evidence, region: str, report_path: str | None) -> tuple[dict, float]:
-    """Diagnose, write the HTML report (if a path is given); return the result line + seconds."""
+def analyse(evidence: Evidence, with_report: bool = True) -> tuple[dict, str | None, float]:
+    """Diagnose; return the result line (render_json), the HTML report and the seconds taken.
+
+    Runs in a scan thread, a worker process or a Dask worker: it touches no file.
+    """
     from ..render.html import render_html
     from ..render.json import render_json
 
@@ -69,13 +78,14 @@ def analyse(evidence: Evidence, region: str, report_path: str | None) -> tuple[d
         diagnosis = analyzer.analyse(evidence)
     finally:
         _give_back(analyzer)
-    result = render_json(diagnosis)
-    if report_path:
-        tmp = report_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(render_html(diagnosis, screenshot=evidence.screenshot))
-        os.replace(tmp, report_path)
-    return result, time.perf_counter() - start
+    report = render_html(diagnosis, screenshot=evidence.screenshot) if with_report else None
+    return render_json(diagnosis), report, time.perf_counter() - start
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # -- the scan ------------------------------------------------------------------------------------
@@ -90,7 +100,8 @@ class Options:
     instance_ids: Sequence[str] | None = None  # --instances-file
     concurrency: int = 16
     screenshot: bool = True
-    executor: str = "thread"  # "thread" | "process"
+    executor: str = "thread"  # "thread" | "process" | "dask"
+    scheduler: Any = None  # dask: a scheduler address (tcp://host:8786) or a Client
     workers: int | None = None  # process pool size
     resume: bool = False
 
@@ -170,6 +181,7 @@ class Scanner:
         self.progress = progress
         self.tally = Tally()
         self._procs: Any = None
+        self._dask: Any = None
 
     # per instance (worker thread) -------------------------------------------------------------
 
@@ -192,18 +204,15 @@ class Scanner:
             fetch_s = time.perf_counter() - t0
         if evidence is None:
             evidence = not_fetched(w.instance_id, w.region, error or "not fetched")
-        path = str(self.opts.out / report) if report else None
         try:
-            if self._procs is not None:
-                result, analyse_s = self._procs.submit(analyse, evidence, w.region,
-                                                       path).result()
-            else:
-                result, analyse_s = analyse(evidence, w.region, path)
-        except Exception as exc:  # noqa: BLE001
+            result, html, analyse_s = self._analyse(evidence, report is not None)
+        except Exception as exc:  # noqa: BLE001 - e.g. a worker process died
             error = (error + "; " if error else "") + \
                 f"analysis failed: {type(exc).__name__}"
-            result, analyse_s = analyse(not_fetched(w.instance_id, w.region, error),
-                                        w.region, path)
+            result, html, analyse_s = analyse(not_fetched(w.instance_id, w.region, error),
+                                              report is not None)
+        if report and html is not None:
+            _write(self.opts.out / report, html)
         result["instance_id"] = w.instance_id
         result["region"] = w.region
         result["scan"] = {"error": error, "fetch_seconds": _r(fetch_s),
@@ -212,25 +221,39 @@ class Scanner:
         return Row(w.instance_id, w.region, v["status"], v["category"], v["summary"], error,
                    fetch_s, analyse_s, report, result)
 
+    def _analyse(self, evidence: Evidence, with_report: bool) -> tuple[dict, str | None, float]:
+        if self._dask is not None:
+            return self._dask.submit(analyse, evidence, with_report, pure=False).result()
+        if self._procs is not None:
+            return self._procs.submit(analyse, evidence, with_report).result()
+        return analyse(evidence, with_report)
+
     # the whole scan (main thread) -------------------------------------------------------------
 
     def run(self, state: State) -> Tally:
         opts = self.opts
-        work = select(self.fetcher, opts)
-        done = state.done_ids() if opts.resume else set()
-        todo = [w for w in work if w.instance_id not in done]
-        self.tally.total = len(work)
-        self.tally.resumed = len(work) - len(todo)
         if opts.executor == "process":
+            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._procs = ProcessPoolExecutor(max_workers=opts.workers or os.cpu_count() or 2,
-                                              initializer=warm_up)
+            # forkserver: the scan's threads are running when workers start; fork is unsafe then
+            self._procs = ProcessPoolExecutor(
+                max_workers=opts.workers or os.cpu_count() or 2,
+                mp_context=multiprocessing.get_context("forkserver"), initializer=warm_up)
+        elif opts.executor == "dask":
+            self._dask = _dask_client(opts.scheduler)
         try:
+            work = select(self.fetcher, opts)
+            done = state.done_ids() if opts.resume else set()
+            todo = [w for w in work if w.instance_id not in done]
+            self.tally.total = len(work)
+            self.tally.resumed = len(work) - len(todo)
             self._drive(todo, state)
         finally:
             if self._procs is not None:
                 self._procs.shutdown(cancel_futures=True)
+            if self._dask is not None and isinstance(opts.scheduler, str):
+                self._dask.close()
         return self.tally
 
     def _drive(self, todo: list[Work], state: State) -> None:
@@ -248,17 +271,42 @@ class Scanner:
                     running.add(pool.submit(self._one, w))
                 if not running:
                     break
-                finished, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    row = fut.result()
-                    if state.record(row):
-                        self.tally.add(row.status)
+                try:
+                    finished, running = wait(running, timeout=0.5,
+                                             return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        row = fut.result()
+                        if state.record(row):
+                            self.tally.add(row.status)
+                except BaseException:
+                    # Ctrl-C: what is committed stays; queued work is dropped, in-flight
+                    # instances finish their current call and are redone by --resume
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 now = time.monotonic()
                 if self.progress and now - last >= 0.2:
                     last = now
                     self.progress(self.tally)
         if self.progress:
             self.progress(self.tally)
+
+
+def _dask_client(scheduler: Any) -> Any:
+    """A distributed.Client for ``scheduler`` (an address), or ``scheduler`` if it is one."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        return scheduler
+    if not scheduler:
+        raise UsageError("--executor dask needs --scheduler tcp://HOST:PORT")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--executor dask needs the 'distributed' package "
+                         "(pip install distributed)") from None
+    try:
+        return Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler {scheduler}: "
+                         f"{type(exc).__name__}") from None
 
 
 def _r(value: float | None) -> float | None:

@@ -109,8 +109,11 @@ class State:
         cur.row_factory = sqlite3.Row
         yield from cur.execute("SELECT * FROM instances ORDER BY instance_id")
 
-    def count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM instances WHERE status = ?",
+                                   (status,)).fetchone()[0])
 
 
 def read_results(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -28,7 +28,19 @@ from pathlib import Path
 GLYPHS = 256
 HEIGHT = 16
 TABLE_BYTES = GLYPHS * HEIGHT
-BUNDLED = Path(__file__).resolve().parent / "fonts" / "vga8x16.bin"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def cache_dir() -> Path:
+    """Where extracted font tables are kept (the fonts are read from this machine, never shipped:
+    see fonts/README.md)."""
+    import os
+
+    base = os.environ.get("DIAGNOSE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diagnose")
+    return Path(base) / "fonts"
+
+
 ROM_PATHS = (
     Path("/usr/share/seabios/vgabios-stdvga.bin"),
     Path("/usr/share/seabios/vgabios.bin"),
@@ -93,7 +105,8 @@ def load_rom_font(paths: tuple[Path, ...] = ROM_PATHS) -> tuple[bytes, Path] | N
     return None
 
 
-KERNEL_GLOBS = ("/boot/vmlinuz-*", "/boot/vmlinux-*")
+KERNEL_GLOBS = ("/boot/vmlinuz-*", "/boot/vmlinux-*",
+                str(_CHECKOUT / "lab" / "work" / "kernels" / "*" / "root" / "boot" / "vmlinuz-*"))
 _COMPRESSED = (  # magic bytes of the payloads a bzImage may carry, with stdlib decoders
     (b"\xfd7zXZ\x00", "xz"),
     (b"\x1f\x8b\x08", "gzip"),
@@ -152,34 +165,81 @@ def load_kernel_font(paths: list[Path] | None = None) -> tuple[bytes, Path] | No
     return None
 
 
-BUNDLED_LINUX = BUNDLED.with_name("linux8x16.bin")
-
-
-def _bundled(path: Path) -> bytes | None:
+def _cached(name: str) -> bytes | None:
     try:
-        data = path.read_bytes()
+        data = (cache_dir() / f"{name}.bin").read_bytes()
     except OSError:
         return None
     return data if len(data) == TABLE_BYTES else None
 
 
+def _remember(name: str, table: bytes) -> None:
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{name}.tmp"
+        tmp.write_bytes(table)
+        tmp.replace(d / f"{name}.bin")
+    except OSError:
+        pass
+
+
 @lru_cache(maxsize=1)
 def font_tables() -> tuple[tuple[str, bytes], ...]:
-    """The font tables available here: bundled files first, else extracted from this machine."""
+    """The font tables available here: from the cache, else extracted from this machine's SeaBIOS
+    ROM and kernel image (and then cached)."""
     out = []
-    vga = _bundled(BUNDLED)
+    vga = _cached("vga8x16")
     if vga is None:
         found = load_rom_font()
         vga = found[0] if found else None
+        if vga is not None:
+            _remember("vga8x16", vga)
     if vga is not None:
         out.append(("vga8x16", vga))
-    linux = _bundled(BUNDLED_LINUX)
+    linux = _cached("linux8x16")
     if linux is None:
         found = load_kernel_font()
         linux = found[0] if found else None
+        if linux is not None:
+            _remember("linux8x16", linux)
     if linux is not None and linux != vga:
         out.append(("linux8x16", linux))
     return tuple(out)
+
+
+def prepare(kernel: Path | None = None) -> list[str]:
+    """Extract the fonts into the cache now (the set-up script calls this); returns notes."""
+    notes = []
+    rom = load_rom_font()
+    if rom:
+        _remember("vga8x16", rom[0])
+        notes.append(f"vga8x16 from {rom[1]}")
+    else:
+        notes.append("no SeaBIOS VGA ROM found (apt-get install seabios): text-mode screens "
+                     "will be read with tesseract")
+    k = load_kernel_font([kernel] if kernel else None)
+    if k:
+        _remember("linux8x16", k[0])
+        notes.append(f"linux8x16 from {k[1]}")
+    else:
+        notes.append("no kernel image with a console font found: framebuffer screens will be "
+                     "read with tesseract")
+    font_tables.cache_clear()
+    return notes
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m diagnose.screen.font",
+                                 description="extract the console fonts from this machine")
+    ap.add_argument("--kernel", type=Path, help="a kernel image (vmlinuz) to read the fbcon "
+                    "font from (default: /boot/vmlinuz-*)")
+    args = ap.parse_args(argv)
+    for note in prepare(args.kernel):
+        print(f"fonts: {note}")
+    return 0
 
 
 def font_names() -> tuple[str, ...]:
@@ -220,3 +280,7 @@ def canonical_codes(width: int) -> tuple[int, ...]:
     for i in order:
         first.setdefault(masks[i].tobytes(), i % GLYPHS)
     return tuple(first[masks[i].tobytes()] for i in range(n))
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -2,20 +2,22 @@
 
 VGA text mode (QEMU draws it 720x400: 80x25 cells of 9x16 pixels) and the Linux framebuffer
 console (fbcon, e.g. 1024x768: 128x48 cells of 8x16) both draw every character from the classic
-VGA 8x16 font on a fixed grid starting at the top-left corner. So a screenshot of either can be
-read back cell by cell:
+VGA 8x16 font (the VGA BIOS's variant and the kernel's differ in 42 glyphs: font.py loads both)
+on a fixed grid starting at the top-left corner. So a screenshot of either can be read back cell
+by cell:
 
 1. Exact path (lossless PNG): a cell holds at most two colours. The pixels that differ from the
    cell's background form a bitmap that is looked up in a table of the 256 glyph bitmaps. A
-   reverse-video cell is tried inverted; a cell under the underline cursor is tried without its
-   two bottom rows.
+   reverse-video cell is tried inverted; a cell under the underline cursor (two full rows near
+   the bottom) is tried without those rows.
 2. Tolerant path (JPEG, colour noise): each cell is thresholded half-way between its darkest and
    brightest luminance and compared with every glyph (Jaccard similarity of the ink pixels). The
-   similarity is the cell's confidence; a poor cell is reported as unknown, never guessed.
+   similarity is the cell's confidence; a poor cell is reported as unknown (U+FFFD in the
+   text), never guessed.
 
-A candidate grid (cell size, scale 1 or 2, origin) is accepted only when nearly all the cells that
-hold ink read back confidently; otherwise the caller falls back to tesseract (Windows screens,
-GUIs, photos, rescaled images, other fonts).
+A candidate grid (cell width 9 or 8, scale 1 or 2, from the top-left corner) is accepted only
+when nearly all the cells that hold ink read back confidently; otherwise the caller falls back
+to tesseract (Windows screens, GUIs, photos, rescaled images, other fonts).
 """
 
 from __future__ import annotations

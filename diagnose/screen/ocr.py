@@ -5,16 +5,17 @@ Tesseract runs as a subprocess (`tesseract stdin stdout ... tsv`), one thread
 PGM so nothing is spent on PNG encoding. The TSV output keeps every word's box, so evidence can be
 drawn on the screenshot.
 
-Preprocessing for screens (measured on the real screenshots, see bench/screens_eval.py): keep
-the colour channels (tesseract binarises each channel and uses the best one; a grayscale
-conversion loses white text on a blue screen next to dark margins, and a global Otsu threshold
-loses it too); invert light-on-dark screens so the text is dark on light, as tesseract expects;
-upscale small screens by an integer factor (console glyphs are ~10 px high, tesseract reads best
-at 20-30 px). Page segmentation mode 6 ("one uniform block of text") reads console and dialog
-screens best. When its result is poor (few or unsure words: a GUI screen), three more passes are
-tried in turn until one is good, and the best kept: mode 3 (automatic layout) on the unscaled
-screen; mode 3 on the near-white pixels only (lock and sign-in screens draw white text over a
-photo); mode 11 (sparse text) at half size (a lock screen's clock is too big at full size).
+Preprocessing for screens (measured on the real screenshots, see bench/screens_eval.py and
+bench/ocr_accuracy.py): keep the colour channels (tesseract binarises each channel and uses the
+best one; a grayscale conversion loses white text on a blue screen next to dark margins, and a
+global Otsu threshold loses it too); invert light-on-dark screens so the text is dark on light,
+as tesseract expects; keep the screen's own size (upscaling the lab's console screenshots made
+tesseract slower and worse; only a tiny crop is enlarged). Page segmentation mode 6 ("one
+uniform block of text") reads console and dialog screens best. When its result is poor (few or
+unsure words: a GUI screen), more passes are tried in turn until one is good, and the best kept:
+mode 6 at twice the size (small icon captions); mode 3 (automatic layout); mode 3 on the
+near-white pixels only (lock and sign-in screens draw white text over a photo); mode 11 (sparse
+text) at half size (a lock screen's clock is too big at full size).
 """
 
 from __future__ import annotations
@@ -106,12 +107,10 @@ def otsu(gray) -> int:
 
 
 def upscale_factor(width: int, height: int) -> int:
-    side = max(width, height)
-    if side <= 900:
-        return 3
-    if side <= 1400:
-        return 2
-    return 1
+    """Screens are read at their own size: on the lab's console screenshots upscaling by 2 or 3
+    cost 2-13 points of accuracy and doubled the time (bench/ocr_accuracy.py). Only a tiny crop
+    is enlarged."""
+    return 2 if max(width, height) < 500 else 1
 
 
 def preprocess(rgb, *, scale: int | None = None, threshold: bool = False):
@@ -207,24 +206,36 @@ def read(rgb, *, psm: int | None = None, tuned: bool = True) -> OcrResult:
                          time.perf_counter() - t0)
     img, scale, inverted = preprocess(rgb)
     first = psm or 6
-    lines = parse_tsv(run_tsv(_pnm(img), first), scale)
+    # every word of the first pass is kept: dropping unsure words loses more console text than
+    # it removes noise (bench/ocr_accuracy.py); the fallback passes keep sure words only
+    lines = parse_tsv(run_tsv(_pnm(img), first), scale, 0.0)
     used = first
     if psm is None and _weak(lines):
-        # a sparse GUI screen: automatic layout on the unscaled screen, then sparse text on a
-        # half-size one (a lock screen's clock is too big for tesseract at full size)
+        # a sparse GUI screen. In turn, until one reads well: the same at twice the size (small
+        # icon captions), automatic layout, the near-white pixels alone (text over a photo), and
+        # sparse text at half size (a lock screen's clock is too big at full size)
         raw = 255 - rgb if inverted else rgb
-        for mode, factor, src in ((3, 1, lambda: raw), (3, 1, lambda: white_text(rgb)),
-                                  (11, 2, lambda: _shrink(raw, 2))):
-            alt = parse_tsv(run_tsv(_pnm(src()), mode), 1)
-            if factor > 1:
-                alt = [OcrLine(ln.text, tuple(Word(w.text, w.x * factor, w.y * factor,
-                                                   w.w * factor, w.h * factor, w.conf)
-                                              for w in ln.words)) for ln in alt]
+        passes = ((6, 2, 1, lambda: _enlarge(raw, 2)), (3, 1, 1, lambda: raw),
+                  (3, 1, 1, lambda: white_text(rgb)), (11, 1, 2, lambda: _shrink(raw, 2)))
+        for mode, up, down, src in passes:
+            if up == scale and mode == first and down == 1:
+                continue  # the first pass already was this one
+            alt = parse_tsv(run_tsv(_pnm(src()), mode), up)
+            if down > 1:
+                alt = [OcrLine(ln.text, tuple(Word(w.text, w.x * down, w.y * down, w.w * down,
+                                                   w.h * down, w.conf) for w in ln.words))
+                       for ln in alt]
             if _score(alt) > _score(lines):
-                lines, used, scale = alt, mode, 1
+                lines, used, scale = alt, mode, up
             if not _weak(lines):
                 break
     return OcrResult(tuple(lines), used, scale, inverted, time.perf_counter() - t0)
+
+
+def _enlarge(img, factor: int):
+    import numpy as np
+
+    return np.ascontiguousarray(np.repeat(np.repeat(img, factor, axis=0), factor, axis=1))
 
 
 def white_text(rgb):
@@ -252,7 +263,7 @@ def _score(lines: list[OcrLine]) -> float:
 
 
 def _weak(lines: list[OcrLine]) -> bool:
-    words = [w for ln in lines for w in ln.words]
+    words = [w for ln in lines for w in ln.words if w.conf >= MIN_WORD_CONF]
     if len(words) < 3:
         return True
     return sum(w.conf for w in words) / len(words) < 70.0
