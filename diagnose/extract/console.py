@@ -18,8 +18,8 @@ MAX_LINE = 8192  # longer lines are cut for matching (the rest is noise for ever
 # Complete escape sequences: CSI, OSC (BEL or ST terminated), DCS/APC/PM/SOS strings, 2-byte ESC.
 _ESC_RE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
+    r"|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"  # OSC (never past the end of the line)
+    r"|\x1b[PX^_][^\x1b\n]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
     r"|\x1b[()*+][0-9A-Za-z]"  # charset designation
     r"|\x1b[@-Z\\-_=>78c]"  # two-byte sequences
     r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
@@ -32,6 +32,8 @@ _DEBRIS_RE = re.compile(
     r"|\[[0-9;]{1,20}(?=\u2026)"  # a colour code cut short by systemd's "…" ellipsis
 )
 _CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
+# the same, minus backspace and carriage return, which overprinting needs to see first
+_CTRL_BUT_OVERPRINT_RE = re.compile(r"[\x00-\x07\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 _TS_RE = re.compile(r"\[\s*([0-9]{1,7}\.[0-9]{3,9})\]")
 
 
@@ -77,26 +79,33 @@ def _overprint(line: str) -> str:
 
 def clean_line(raw: str) -> str:
     """One raw line (without newline) to the text a person would read."""
-    if "\x1b" in raw or "\x9b" in raw:
-        raw = _ESC_RE.sub("", raw)
-    if "[" in raw:
-        raw = _DEBRIS_RE.sub("", raw)
-    if "\r" in raw or "\b" in raw:
-        raw = _overprint(raw)
-    raw = _CTRL_RE.sub("", raw.replace("\t", "    "))
-    if len(raw) > MAX_LINE:
-        raw = raw[:MAX_LINE]
-    return raw.rstrip()
+    lines = clean(raw.replace("\n", " "))
+    return lines[0].text if lines else ""
 
 
 def clean(text: str) -> list[Line]:
-    """Split into lines (\\n, \\r\\n) and clean each; empty lines are dropped, numbers kept."""
+    """Split into lines (\\n, \\r\\n) and clean each; empty lines are dropped, numbers kept.
+
+    Substitutions that never cross a line run once over the whole text (much faster than line
+    by line on a big log); then carriage returns and backspaces are applied per line, the way a
+    terminal shows them (controls that take no column, such as BEL, are gone by then)."""
     text = text.replace("\r\n", "\n")
+    if "\x1b" in text or "\x9b" in text:
+        text = _ESC_RE.sub("", text)
+    if "[" in text:
+        text = _DEBRIS_RE.sub("", text)
+    text = _CTRL_BUT_OVERPRINT_RE.sub("", text)
+    if "\t" in text:
+        text = text.replace("\t", "    ")
     out = []
     for number, raw in enumerate(text.split("\n"), start=1):
-        line = clean_line(raw)
-        if line.strip():
-            out.append(Line(number, line))
+        if "\r" in raw or "\b" in raw:
+            raw = _CTRL_RE.sub("", _overprint(raw))
+        if len(raw) > MAX_LINE:
+            raw = raw[:MAX_LINE]
+        raw = raw.rstrip()
+        if raw and not raw.isspace():
+            out.append(Line(number, raw))
     return out
 
 
