@@ -42,7 +42,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "$want_test" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[ecs,qemu,libvirt,test]'
+  .venv/bin/python -m pip install -q -e '.[ecs,qemu,libvirt,dask,test]'
 else
   .venv/bin/python -m pip install -q -e '.[ecs,qemu]'
 fi

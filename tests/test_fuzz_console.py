@@ -237,7 +237,7 @@ def test_random_bytes(data):
     check(data)
 
 
-@fuzz(50)
+@fuzz(35)
 @given(st.sampled_from(range(len(LAB_LOGS))), st.randoms(use_true_random=False),
        st.integers(1, 3))
 def test_mutated_lab_logs(which, rng, steps):
