@@ -85,7 +85,8 @@ def test_image_variant_gives_a_verdict(name):
 
 
 @pytest.mark.parametrize("name", ["cmyk jpeg", "grayscale jpeg", "progressive jpeg",
-                                  "palette png", "rgba png (alpha 200)", "gray+alpha png"])
+                                  "16-bit grayscale png", "palette png", "rgba png (alpha 200)",
+                                  "gray+alpha png", "1-bit png", "animated png (apng)"])
 def test_colour_modes_still_read_the_panic(name):
     """The same panic screen in another colour mode still reads as the panic."""
     original, _ = _diagnose(PANIC.read_bytes())

@@ -85,3 +85,44 @@ def test_diff(tmp_path, demo_out):
     assert len(d["unchanged"]) + len(d["still_failed"]) == len(lines) - 2
     assert main(["diff", str(old), str(out)]) == 1
     assert main(["diff", str(out), str(out / "results.jsonl")]) == 0
+
+
+def test_fleet_page_in_headless_chromium(demo_out):
+    """The fleet summary opens in a real browser: the summary is there, nothing is refused by
+    the CSP and the page logs no console message."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    binary = shutil.which("chromium")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("headless Chromium not installed")
+    out, _ = demo_out
+    page = out / "index.html"
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    proc = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=1000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, errors="replace", timeout=90, stdin=subprocess.DEVNULL)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    messages = [ln for ln in proc.stderr.splitlines()
+                if ":CONSOLE" in ln or "Content Security Policy" in ln or "Refused to" in ln]
+    assert not messages, messages
+    # the rendered DOM still holds the summary: every failed and skipped instance is listed
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    listed = [r["instance_id"] for r in lines if r["verdict"]["status"] in ("failed", "skipped")]
+    assert listed
+    for instance_id in listed:
+        assert instance_id in dom
+    first_failed = min(dom.find(r["instance_id"]) for r in lines
+                       if r["verdict"]["status"] == "failed")
+    first_skipped = min(dom.find(r["instance_id"]) for r in lines
+                        if r["verdict"]["status"] == "skipped")
+    assert first_failed < first_skipped  # failed instances come first
