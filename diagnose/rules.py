@@ -321,6 +321,8 @@ def backtracking_problems(items, flags: int = 0) -> list[str]:
         prev: frozenset[str] | None | bool = False  # chars of the previous unbounded repeat
         run = 0  # unbounded repeats in a row, each able to eat what the one before eats
         for op, av in seq:
+            while op is sre_c.SUBPATTERN and len(av[3]) == 1:  # (?P<x>.*) counts as .*
+                op, av = av[3][0]
             if op in _REPEATS and av[1] == sre_c.MAXREPEAT:
                 chars = _first(av[2], fold)[0]
                 run = run + 1 if prev is not False and _overlap(prev, chars) else 1
