@@ -326,9 +326,9 @@ def backtracking_problems(items, flags: int = 0) -> list[str]:
             if op in _REPEATS and av[1] == sre_c.MAXREPEAT:
                 chars = _first(av[2], fold)[0]
                 run = run + 1 if prev is not False and _overlap(prev, chars) else 1
-                if run >= 3:
-                    add("three unbounded repeats in a row over the same characters (like "
-                        ".*.*.*) backtrack polynomially: join them")
+                if run >= 2:
+                    add("two unbounded repeats in a row over the same characters (like .*.* or "
+                        "\\s*:?\\s*) backtrack polynomially: join them (\\s*(?::\\s*)?)")
                 prev = chars
             elif op is sre_c.AT or (op in _REPEATS and av[0] == 0 and av[1] <= 1):
                 continue  # nullable: the repeats around it still touch
