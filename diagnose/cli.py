@@ -104,15 +104,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except ModuleNotFoundError as exc:
+        extra = _extra_for(exc.name or "")
+        if extra is None:
+            return _internal_error(exc)
+        print(f"diagnose: this needs the optional package {exc.name!r}: install it with "
+              f"pip install 'diagnose[{extra}]' (scripts/setup.sh does)", file=sys.stderr)
+        return UsageError.exit_code
     except Exception as exc:  # noqa: BLE001 - last resort: one line and exit code 4
-        if os.environ.get("DIAGNOSE_DEBUG") == "1":
-            import traceback
+        return _internal_error(exc)
 
-            traceback.print_exc()
-        first = (str(exc).splitlines() or [""])[0]
-        print(f"diagnose: internal error: {type(exc).__name__}: {first} (please report; run "
-              "with DIAGNOSE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 4
+
+# Optional dependencies, by top-level module, and the extra that brings them.
+_EXTRAS = {"alibabacloud_": "ecs", "darabonba": "ecs", "Tea": "ecs", "qemu": "qemu",
+           "libvirt": "libvirt", "distributed": "dask", "dask": "dask"}
+
+
+def _extra_for(module: str) -> str | None:
+    top = module.split(".")[0]
+    for prefix, extra in _EXTRAS.items():
+        if top == prefix or (prefix.endswith("_") and top.startswith(prefix)):
+            return extra
+    return None
+
+
+def _internal_error(exc: BaseException) -> int:
+    if os.environ.get("DIAGNOSE_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(exc)
+    first = (str(exc).splitlines() or [""])[0]
+    print(f"diagnose: internal error: {type(exc).__name__}: {first} (please report; run "
+          "with DIAGNOSE_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 4
 
 
 # ------------------------------------------------------------------------------------------------

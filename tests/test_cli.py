@@ -144,3 +144,19 @@ def test_help_is_fast_and_light():
 def test_main_returns_code_in_process(tmp_path, capsys):
     assert main(["--console", str(tmp_path / "missing")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_missing_optional_package_is_one_line_usage_error(monkeypatch, capsys):
+    # the ECS SDK is an optional extra: without it, say which extra to install (exit 2)
+    for mod in [m for m in sys.modules if m.startswith(("alibabacloud_", "darabonba"))]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "alibabacloud_credentials", None)
+    monkeypatch.setitem(sys.modules, "alibabacloud_ecs20140526", None)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret")
+    code = main(["i-bp1demovfspanic00001", "--region", "cn-hangzhou",
+                 "--endpoint", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "pip install 'diagnose[ecs]'" in err
+    _one_line_error(err)
