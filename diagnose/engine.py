@@ -18,8 +18,8 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
+from .resources import cache_root
 from .rules import RulePack, required_literals
 
 _NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
@@ -152,19 +152,11 @@ def _hs_expression(regex: str) -> str:
                           else "{" + m.group(1) + ",}", regex)
 
 
-def _cache_dir() -> Path | None:
-    base = os.environ.get("DIAGNOSE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diagnose")
-    if base in ("", "0", "off"):
-        return None
-    return Path(base)
-
-
 def _load_or_compile(hyperscan, exprs: list[bytes], flags: list[int]):
     """Compile the database, or load it from the cache when these exact patterns were compiled
     before by this Hyperscan version (compiling a full pack costs about a second)."""
     key = hashlib.sha256(repr((getattr(hyperscan, "__version__", "?"), exprs, flags)).encode())
-    cache = _cache_dir()
+    cache = cache_root()
     path = cache / f"hs-{key.hexdigest()[:24]}.db" if cache else None
     if path is not None and path.is_file():
         try:

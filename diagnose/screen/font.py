@@ -22,6 +22,7 @@ line-drawing range 0xC0-0xDF where it repeats the 8th column. fbcon draws glyphs
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,11 +35,14 @@ _CHECKOUT = Path(__file__).resolve().parents[2]
 def cache_dir() -> Path:
     """Where extracted font tables are kept (the fonts are read from this machine, never shipped:
     see fonts/README.md)."""
-    import os
+    from ..resources import cache_root
 
-    base = os.environ.get("DIAGNOSE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diagnose")
-    return Path(base) / "fonts"
+    root = cache_root()
+    if root is None:  # caching turned off: a private folder for this process
+        import tempfile
+
+        root = Path(tempfile.gettempdir()) / f"diagnose-{os.getpid()}"
+    return root / "fonts"
 
 
 ROM_PATHS = (
