@@ -29,6 +29,7 @@ diagnose: why a cloud VM will not boot or answer, from its console log and scree
   diagnose demo [--out DIR]                 the bundled demo region, no account needed
   diagnose scan --region R --out DIR | scan --demo --out DIR | scan diff OLD NEW
   diagnose rules list | rules show ID | rules test
+  diagnose eval DIR [--min-accuracy 0.95]    score the rules on a folder of labelled logs
 """
 
 
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_rules(_rules_parser().parse_args(argv[1:]))
         if argv and argv[0] == "demo":
             return _cmd_demo(_demo_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "eval":
+            return _cmd_eval(_eval_parser().parse_args(argv[1:]))
         if argv and argv[0] == "scan":
             from .scan.cli import main as scan_main
 
@@ -309,6 +312,60 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"{r['category']:<28} {r['report']}")
     print(f"{len(rows)} instances diagnosed; reports in {args.out}/ (index: "
           f"{Path(args.out) / 'index.html'})")
+    return EXIT_OK
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="diagnose eval",
+        description="Run the real pipeline on every case of a labelled folder (labels.json + "
+                    "<id>.log and/or <id>.png|.jpg) and score the verdicts: accuracy per "
+                    "category, a confusion table, and every miss with the rule that decided it "
+                    "and the last lines of its log.",
+        epilog="example: diagnose eval ../shared/corpus/console --min-accuracy 0.95")
+    p.add_argument("folder", metavar="DIR", help="a folder with labels.json and the cases")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--min-accuracy", type=float, metavar="X", default=None,
+                   help="exit 1 when the category accuracy is below X (0-1, or a percentage)")
+    p.add_argument("--os-from-labels", action="store_true",
+                   help="pass each case's labelled platform as --os (default: judge as "
+                        "`diagnose --console` does, without an OS hint)")
+    p.add_argument("--tail", type=int, default=8, metavar="N",
+                   help="log lines shown per miss (default 8)")
+    p.add_argument("--rules", metavar="DIR", action="append", default=[],
+                   help="an extra rule folder (may be repeated)")
+    p.add_argument("--engine", choices=("auto", "hyperscan", "python"), default=None,
+                   help=argparse.SUPPRESS)
+    return p
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import evaluate, load_cases, render_json, render_text
+    from .pipeline import Analyzer
+
+    threshold = args.min_accuracy
+    if threshold is not None:
+        if threshold > 1:
+            threshold /= 100.0
+        if not 0 <= threshold <= 1:
+            raise UsageError("--min-accuracy must be between 0 and 1 (or 0 and 100 %)")
+    if args.tail < 0:
+        raise UsageError("--tail must be 0 or more")
+    folder = Path(args.folder)
+    cases = load_cases(folder)
+    analyzer = Analyzer.load([Path(d) for d in args.rules], engine=args.engine)
+    ev = evaluate(analyzer, cases, folder=str(folder), os_from_labels=args.os_from_labels,
+                  tail=args.tail)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(render_json(ev), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_text(ev))
+    if threshold is not None and ev.accuracy < threshold:
+        print(f"diagnose: accuracy {100 * ev.accuracy:.1f}% is below the minimum "
+              f"{100 * threshold:.1f}%", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -39,8 +39,8 @@ def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, 
     if skip_reason:
         return Verdict("skipped", "unknown", None, "Nothing could be fetched", skip_reason, 1.0)
     screen_findings = screen_findings or []
-    console_pick = _decide_one(findings)
-    screen_pick = _decide_one(screen_findings)
+    console_pick = _decide_one(_unresolved(findings, pack))
+    screen_pick = _decide_one(_unresolved(screen_findings, pack))
     # The screen shows the newest state: it decides when it has a failure or in-progress state,
     # or when the console has nothing to say. The console decides otherwise. A screen that only
     # says it cannot tell (status "uncertain": black screen, display not updated) never
@@ -74,6 +74,19 @@ def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, 
     return Verdict(status, category, finding.rule_id, finding.title, summary, confidence,
                    decided_by=finding, remediation=tuple(remediation),
                    references=rule.references if rule else ())
+
+
+def _unresolved(findings: list[Finding], pack: RulePack) -> list[Finding]:
+    """Without the failures that a later finding shows to be over (a rule's `resolves`)."""
+    until: dict[str, int] = {}
+    for f in findings:
+        rule = pack.get(f.rule_id)
+        for cat in rule.resolves if rule else ():
+            until[cat] = max(until.get(cat, -1), f.line)
+    if not until:
+        return findings
+    return [f for f in findings
+            if f.severity in ("positive", "info") or f.line >= until.get(f.category, -1)]
 
 
 def _decide_one(findings: list[Finding]) -> tuple[Finding, float] | None:

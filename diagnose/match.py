@@ -98,14 +98,28 @@ def collect(cpack: CompiledPack, lines: list[Line], span: range,
             boxes=(boxes or {}).get(li, ()),
         ))
     out: list[Finding] = []
-    for rid, items in per_rule.items():
-        rule = rules[rid]
-        if rule.match == "all" and len(patterns_hit[rid]) < len(rule.patterns):
-            continue
+    live = {rid for rid, items in per_rule.items()
+            if rules[rid].match != "all" or len(patterns_hit[rid]) >= len(rules[rid].patterns)}
+    explained = _explained_lines(per_rule, rules, live)
+    for rid in live:
+        items = per_rule[rid]
+        if rid in explained:
+            items = [f for f in items if (f.line, f.text) not in explained[rid]]
         out.extend(_cap(sorted(items, key=lambda f: f.line)))
     out.sort(key=lambda f: (f.line, -f.priority))
     if source == "console":
         out = _drop_stale_at_end(out, stages, rules)
+    return out
+
+
+def _explained_lines(per_rule: dict[str, list[Finding]], rules: dict[str, Rule],
+                     live: set[str]) -> dict[str, set[tuple[int, str]]]:
+    """For each superseded rule, the lines that a rule superseding it also matched."""
+    out: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    for rid in live:
+        for other in rules[rid].supersedes:
+            if other in live:
+                out[other].update((f.line, f.text) for f in per_rule[rid])
     return out
 
 

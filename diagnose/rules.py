@@ -35,7 +35,8 @@ ID_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9][a-z0-9_-]*){1,5}$")
 REQUIRED = ("id", "title", "category", "status", "severity", "os", "source", "stage", "patterns",
             "remediation")
 KNOWN_KEYS = set(REQUIRED) | {"priority", "match", "ignore", "flags", "at_end", "screen_fuzzy",
-                              "fields", "summary", "references", "examples", "description"}
+                              "fields", "summary", "references", "examples", "description",
+                              "supersedes", "resolves"}
 MAX_PATTERN_LEN = 2000
 
 
@@ -61,6 +62,12 @@ class Rule:
     summary: str = ""
     references: tuple[str, ...] = ()
     description: str = ""
+    # ids of more generic rules that this one explains: their findings on a line this rule
+    # matched are not reported (a VFS panic line is not also a "generic panic")
+    supersedes: tuple[str, ...] = ()
+    # categories whose earlier findings this rule's finding shows to be over (an address leased
+    # after a failed DHCP attempt): they stay in the report but no longer decide
+    resolves: tuple[str, ...] = ()
     examples_match: tuple[str, ...] = ()
     examples_no_match: tuple[str, ...] = ()
     examples_fields: tuple[tuple[tuple[str, str], ...], ...] = ()
@@ -526,6 +533,17 @@ def _load_rule(raw: dict, path: Path, loc: _Locator, idx: int, problems: list[st
             problems.append(f"{where(needle=pat[:40])}: ignore pattern {pat[:60]!r}: {msg}")
     for name in declared - used:
         problems.append(f"{where('fields')}: field '{name}' is captured by no pattern")
+    supersedes = _str_list(raw.get("supersedes"), "supersedes", problems, where("supersedes"))
+    for other in supersedes:
+        if other == rid:
+            problems.append(f"{where('supersedes')}: a rule cannot supersede itself")
+    resolves = _str_list(raw.get("resolves"), "resolves", problems, where("resolves"))
+    for cat in resolves:
+        if cat not in CATEGORIES or cat in ("healthy", "unknown"):
+            problems.append(f"{where('resolves')}: resolves {cat!r} is not a failure category")
+    if resolves and raw.get("severity") not in ("positive", "info"):
+        problems.append(f"{where('resolves')}: only positive or info rules can resolve a "
+                        "failure")
     remediation = _str_list(raw.get("remediation"), "remediation", problems, where("remediation"))
     if not remediation:
         problems.append(f"{where('remediation')}: at least one remediation step is required")
@@ -565,7 +583,8 @@ def _load_rule(raw: dict, path: Path, loc: _Locator, idx: int, problems: list[st
         match=raw.get("match", "any"), ignore=ignore, flags=flags,
         at_end=bool(raw.get("at_end", False)), screen_fuzzy=bool(raw.get("screen_fuzzy", False)),
         fields=tuple(fields_raw.items()), summary=raw.get("summary", ""), references=refs,
-        description=raw.get("description", ""), examples_match=ex_match,
+        description=raw.get("description", ""), supersedes=supersedes, resolves=resolves,
+        examples_match=ex_match,
         examples_no_match=ex_no, examples_fields=tuple(ex_fields),
         file=str(path), line=loc.block(idx)[0],
     )
@@ -681,6 +700,11 @@ def load_pack(dirs: list[Path] | None = None, *, include_default: bool = True) -
                 continue
             seen[rule.id] = f"{rule.file}:{rule.line}"
             rules.append(rule)
+    for rule in rules:
+        for other in rule.supersedes:
+            if other not in seen:
+                problems.append(f"{rule.file}:{rule.line}: rule {rule.id}: supersedes unknown "
+                                f"rule {other!r}")
     if problems:
         raise RuleError(problems)
     version = f"{len(rules)} rules, {digest.hexdigest()[:12]}"

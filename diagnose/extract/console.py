@@ -36,6 +36,24 @@ _CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 _CTRL_BUT_OVERPRINT_RE = re.compile(r"[\x00-\x07\x0b\x0c\x0e-\x1f\x7f\x80-\x9f]")
 _TS_RE = re.compile(r"\[\s*([0-9]{1,7}\.[0-9]{3,9})\]")
 
+# What a publisher adds around pasted console text (a ticket, a mail, a forum post): mail quote
+# prefixes ("> ", "> > "), indentation, BBCode tags ([COLOR=#000000] ... [/COLOR]) and a "# "
+# comment prefix in front of a timestamped line. Removed so that "^" in a pattern means the start
+# of the message, wherever the text was pasted.
+_QUOTE_RE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
+_COMMENT_RE = re.compile(r"^#[ \t]+(?=[\[<0-9])")
+_BBCODE_RE = re.compile(
+    r"\[/?(?:font|colou?r|size|b|i|u|s|code|quote|url|img|center|left|right|highlight|noparse|"
+    r"spoiler|indent|plain|icode|tt|pre|mono)(?:=[^\]\n]{0,120})?\]", re.IGNORECASE)
+# A kernel message glued to the end of another line (the two writers share one console):
+# "localhost login: [   17.238624] cloud-init[787]: ...". The kernel part becomes its own line
+# (same original line number), unless what comes before is only a log prefix (syslog, a
+# container log's timestamp) that belongs to it.
+_GLUED_TS_RE = re.compile(r"\S[ \t]*(\[ {0,6}[0-9]{1,7}\.[0-9]{6}\] )")
+_LOG_PREFIX_RE = re.compile(
+    r"^(?:<[0-9]{1,3}>)?(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8}(?: \S{1,64})?(?: kernel:)?"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.,]{8,15}\S{0,8}(?: \S{1,64} kernel:)?)[ \t]*$")
+
 
 def decode(data: bytes) -> tuple[str, list[str]]:
     """Bytes to text, never failing. Returns the text and notes about what was repaired."""
@@ -97,16 +115,45 @@ def clean(text: str) -> list[Line]:
     text = _CTRL_BUT_OVERPRINT_RE.sub("", text)
     if "\t" in text:
         text = text.replace("\t", "    ")
+    if "[/" in text:  # a closing tag: the text went through a forum's BBCode
+        text = _BBCODE_RE.sub("", text)
+    glued = _GLUED_TS_RE.search(text) is not None
     out = []
     for number, raw in enumerate(text.split("\n"), start=1):
         if "\r" in raw or "\b" in raw:
             raw = _CTRL_RE.sub("", _overprint(raw))
         if len(raw) > MAX_LINE:
             raw = raw[:MAX_LINE]
-        raw = raw.rstrip()
-        if raw and not raw.isspace():
+        raw = raw.strip()
+        if not raw:
+            continue
+        if raw[0] == ">":
+            raw = _QUOTE_RE.sub("", raw).strip()
+        elif raw[0] == "#":
+            raw = _COMMENT_RE.sub("", raw)
+        if not raw:
+            continue
+        if glued:
+            for part in _unglue(raw):
+                out.append(Line(number, part))
+        else:
             out.append(Line(number, raw))
     return out
+
+
+def _unglue(line: str) -> list[str]:
+    """Split a line at kernel timestamps glued after other text (see _GLUED_TS_RE)."""
+    parts: list[str] = []
+    start = 0
+    for m in _GLUED_TS_RE.finditer(line):
+        cut = m.start(1)
+        head = line[start:cut].rstrip()
+        if not head or _LOG_PREFIX_RE.match(head):
+            continue
+        parts.append(head)
+        start = cut
+    parts.append(line[start:])
+    return parts
 
 
 def split_boots(lines: list[Line], boundaries: dict[int, Boundary]) -> list[range]:
