@@ -1,8 +1,10 @@
 """Decide: the findings of the last boot (and the screen) -> one verdict.
 
 The order is the one documented in rules/README.md ("Deciding"): critical, then error, then
-warning, then positive; a positive marker after a critical or error finding means the machine got
-past it; no evidence is `uncertain`, never `healthy`.
+warning, then positive. A positive marker after a critical or error finding means the boot got
+past it; where the failure's category is one a running system can carry (an oops, a lockup,
+broken networking: see rules.DEGRADABLE) it still decides, as `degraded`. No evidence is
+`uncertain`, never `healthy`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .model import Finding, StageMark, Verdict
-from .rules import RulePack
+from .rules import DEGRADABLE, RulePack
 
 _BASE_CONFIDENCE = {"critical": 0.9, "error": 0.75, "warning": 0.7, "positive": 0.8}
 
@@ -53,7 +55,7 @@ def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, 
         pick, source = screen_pick, "screen"
     if pick is None:
         return _uncertain(empty, stages, last_line, screen_findings)
-    finding, confidence = pick
+    finding, confidence, status = pick
     rule = pack.get(finding.rule_id)
     fields = finding.field_dict
     summary = render_summary(rule.summary, fields) if rule and rule.summary else finding.title
@@ -62,10 +64,7 @@ def decide(findings: list[Finding], pack: RulePack, *, stages: tuple[StageMark, 
     if source == "console" and boot_count > 1:
         summary += f", boot {finding.boot + 1} of {boot_count}"
     summary += ")."
-    if finding.severity == "positive":
-        status, category = "healthy", "healthy"
-    else:
-        status, category = finding.status, finding.category
+    category = "healthy" if finding.severity == "positive" else finding.category
     remediation = rule.remediation if rule else ()
     if "stop_code" in fields or "stop_name" in fields:
         bc = pack.bugcheck(code=fields.get("stop_code"), name=fields.get("stop_name"))
@@ -89,7 +88,8 @@ def _unresolved(findings: list[Finding], pack: RulePack) -> list[Finding]:
             if f.severity in ("positive", "info") or f.line >= until.get(f.category, -1)]
 
 
-def _decide_one(findings: list[Finding]) -> tuple[Finding, float] | None:
+def _decide_one(findings: list[Finding]) -> tuple[Finding, float, str] | None:
+    """The deciding finding of one source, its confidence and the verdict status."""
     if not findings:
         return None
     positives = [f for f in findings if f.severity == "positive"]
@@ -99,15 +99,22 @@ def _decide_one(findings: list[Finding]) -> tuple[Finding, float] | None:
         if live:
             f = _pick(live)
             conf = _BASE_CONFIDENCE[severity] + (0.05 if f.priority >= 70 else 0.0)
-            return f, min(conf, 0.99)
+            return f, min(conf, 0.99), f.status
+    # Up, but something that matters is broken: warnings wherever they are, and the serious
+    # findings the boot got past whose category a running system can carry.
+    carried = [f for f in findings if f.severity in ("critical", "error")
+               and f.category in DEGRADABLE]
     warnings = [f for f in findings if f.severity == "warning"]
+    if carried:
+        return _pick(carried), _BASE_CONFIDENCE["warning"], "degraded"
     if warnings:
-        return _pick(warnings), _BASE_CONFIDENCE["warning"]
+        f = _pick(warnings)
+        return f, _BASE_CONFIDENCE["warning"], f.status
     if positives:
         f = max(positives, key=lambda x: (x.line, x.priority))
         # a positive marker after recovered errors is a little less certain
         recovered = any(x.severity in ("critical", "error") for x in findings)
-        return f, _BASE_CONFIDENCE["positive"] - (0.15 if recovered else 0.0)
+        return f, _BASE_CONFIDENCE["positive"] - (0.15 if recovered else 0.0), "healthy"
     return None
 
 

@@ -29,6 +29,14 @@ CATEGORIES = (
 # Where an evaluation knows only the coarser name.
 CATEGORY_PARENT = {"windows-recovery": "windows-boot-error",
                    "windows-update-in-progress": "windows-boot-error"}
+# Categories a running system can carry (taxonomy: "degraded or failed", "failed or degraded",
+# "degraded"): a finding of one of them still decides, as `degraded`, when the boot went on to a
+# login prompt after it. The others (panics, emergency shells, boot loader and firmware
+# failures) mean the machine is down only while nothing comes after them.
+DEGRADABLE = frozenset({
+    "kernel-oops-bug", "soft-lockup-rcu-stall", "oom-killer", "filesystem-error", "disk-full",
+    "io-error-disk", "network-failure", "cloud-init-failure", "sshd-failure",
+})
 OSES = ("linux", "windows", "any")
 RULE_SOURCES = ("console", "screen", "both")
 ID_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9][a-z0-9_-]*){1,5}$")
@@ -86,10 +94,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class Boundary:
+    """A line that starts a boot (firmware banner, kernel banner, ...) or ends one (`ends`:
+    "reboot: Restarting system"; the next start marker of any rank then opens a new boot)."""
+
     name: str
     rank: int
     always: bool
     patterns: tuple[str, ...]
+    ends: bool = False
+    repeats: bool = False  # may be printed again within one boot (a GRUB menu redrawn)
+    examples: tuple[str, ...] = ()  # lines as printed, each must match one of the patterns
 
 
 @dataclass(frozen=True)
@@ -603,8 +617,13 @@ def _load_boot(data: dict, path: Path, text: str, problems: list[str]):
         if not isinstance(rank, int):
             problems.append(f"{path}:{line}: rank must be an integer")
             rank = 0
+        for key in raw:
+            if key not in ("name", "rank", "always", "ends", "repeats", "patterns", "examples"):
+                problems.append(f"{path}:{line}: unknown boundary key '{key}'")
+        examples = _str_list(raw.get("examples"), "examples", problems, f"{path}:{line}")
         boundaries.append(Boundary(str(raw.get("name", "?")), rank, bool(raw.get("always")),
-                                   pats))
+                                   pats, bool(raw.get("ends")), bool(raw.get("repeats")),
+                                   examples))
     sl = _Locator(text, "[[stage]]")
     for i, raw in enumerate(data.get("stage", [])):
         line = sl.block(i)[0]

@@ -9,6 +9,8 @@ For each rule:
 
 from __future__ import annotations
 
+import re
+
 from .decide import decide
 from .engine import CompiledPack
 from .match import collect
@@ -59,4 +61,10 @@ def run_examples(pack: RulePack, engine: str | None = None) -> tuple[list[str], 
                 found = _findings(compiled[src], ex, src)
                 if any(f.rule_id == rule.id for f in found):
                     failures.append(f"{where}: [{src}] near-miss matches but must not: {ex!r}")
+    for b in pack.boundaries:
+        rxs = [re.compile(p) for p in b.patterns]
+        for ex in b.examples:
+            checked += 1
+            if not any(rx.search(ex) for rx in rxs):
+                failures.append(f"boundary {b.name!r}: example does not match: {ex!r}")
     return failures, checked

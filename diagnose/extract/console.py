@@ -156,24 +156,64 @@ def _unglue(line: str) -> list[str]:
     return parts
 
 
-def split_boots(lines: list[Line], boundaries: dict[int, Boundary]) -> list[range]:
-    """Split cleaned lines into boots; `boundaries` maps a line index to the marker it matched."""
+# A kernel clock that goes back to (nearly) zero after running for a while is a new kernel: the
+# boot's banner may have been cut from the excerpt, or written by another tool than the rest.
+CLOCK_RESTART = Boundary("kernel clock restart", 6, False, ())
+_RESTART_BELOW, _RESTART_AFTER = 1.0, 5.0  # seconds: a time under 1 s after one over 5 s
+# How far into a boot a stage marker or a kernel-timestamped line shows the boot to be, on the
+# boundary rank scale of rules/boot.toml.
+STAGE_RANK = {"firmware": 0, "bootloader": 2, "kernel": 7, "initramfs": 10, "init": 10,
+              "services": 10, "login": 10}
+TIMESTAMP_RANK = 6
+# a wall-clock log prefix (syslog, journal, ISO time) also shows the boot is past its firmware
+_STAMP_RE = re.compile(r"(?:<[0-9]{1,3}>)?(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} "
+                       r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2})")
+
+
+def split_boots(lines: list[Line], boundaries: dict[int, Boundary],
+                times: list[float | None] | None = None,
+                stage_hits: dict[int, str] | None = None) -> list[range]:
+    """Split cleaned lines into boots; `boundaries` maps a line index to the marker it matched,
+    `times` gives each line's kernel timestamp (None where it has none), `stage_hits` the stage
+    marker a line matched.
+
+    Each boot goes forward through the boundary ranks of rules/boot.toml (firmware, boot loader,
+    kernel banner, ...); a start marker opens a new boot when the current one is already past
+    its rank (or at it, for a marker printed once per boot), when it is `always`, or when an
+    end marker ("reboot: Restarting system") closed the current boot."""
+    marks = dict(boundaries)
+    if times is not None:
+        high = None
+        for idx, t in enumerate(times):
+            if t is None:
+                continue
+            if high is not None and t < _RESTART_BELOW and high > _RESTART_AFTER:
+                marks.setdefault(idx, CLOCK_RESTART)
+                high = t
+            else:
+                high = t if high is None else max(high, t)
+    stage_hits = stage_hits or {}
     spans: list[list[int]] = [[0, 0]]
-    reached = -1  # highest boundary rank seen in the current boot
-    for idx in sorted(boundaries):
-        b = boundaries[idx]
-        current_has_lines = idx > spans[-1][0]
-        if b.always:
-            if current_has_lines:
+    reached = -1  # how far the current boot got, on the rank scale
+    closed = False  # an end marker was seen: the next start marker opens a new boot
+    for idx in range(len(lines)):
+        b = marks.get(idx)
+        if b is not None and b.ends:
+            closed = True
+        elif b is not None:
+            if idx > spans[-1][0] and (b.always or closed or b.rank < reached
+                                       or (b.rank == reached and not b.repeats)):
                 spans[-1][1] = idx
                 spans.append([idx, idx])
-            reached = -1
-        elif b.rank <= reached and current_has_lines:
-            spans[-1][1] = idx
-            spans.append([idx, idx])
-            reached = b.rank
-        else:
-            reached = max(reached, b.rank)
+                reached = -1
+            reached = -1 if b.always else max(reached, b.rank)
+            closed = False
+        stage = stage_hits.get(idx)
+        if stage is not None:
+            reached = max(reached, STAGE_RANK[stage])
+        if reached < TIMESTAMP_RANK and ((times is not None and times[idx] is not None)
+                                         or _STAMP_RE.match(lines[idx].text)):
+            reached = TIMESTAMP_RANK
     spans[-1][1] = len(lines)
     return [range(a, b) for a, b in spans if b > a] or [range(0, 0)]
 
@@ -183,15 +223,23 @@ def kernel_time(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def find_stages(lines: list[Line], span: range, stage_hits: dict[int, str]
-                ) -> tuple[StageMark, ...]:
+def line_times(lines: list[Line]) -> list[float | None]:
+    """Each line's kernel timestamp (`[   12.345678]` within its first 80 characters)."""
+    return [kernel_time(ln.text) if "[" in ln.text[:80] else None for ln in lines]
+
+
+def find_stages(lines: list[Line], span: range, stage_hits: dict[int, str],
+                times: list[float | None] | None = None) -> tuple[StageMark, ...]:
     """The first line of each stage reached, with the last kernel timestamp seen by then."""
     found: dict[str, StageMark] = {}
     last_time: float | None = None
     marks = sorted(i for i in stage_hits if i in span)
     mi = 0
     for idx in span:
-        t = kernel_time(lines[idx].text) if "[" in lines[idx].text[:40] else None
+        if times is not None:
+            t = times[idx]
+        else:
+            t = kernel_time(lines[idx].text) if "[" in lines[idx].text[:40] else None
         if t is not None:
             last_time = t
         if mi < len(marks) and marks[mi] == idx:
@@ -217,8 +265,10 @@ def prepare(data: bytes) -> tuple[list[Line], list[str], int]:
 def build_log(lines: list[Line], boundaries: dict[int, Boundary], stage_hits: dict[int, str],
               raw_bytes: int, notes: list[str], total: int) -> tuple[ConsoleLog, list[range]]:
     """Boots and their stages from the boundary and stage-marker hits of one scan."""
-    spans = split_boots(lines, boundaries)
-    boots = tuple(Boot(i, tuple(lines[j] for j in span), find_stages(lines, span, stage_hits))
+    times = line_times(lines)
+    spans = split_boots(lines, boundaries, times, stage_hits)
+    boots = tuple(Boot(i, tuple(lines[j] for j in span),
+                       find_stages(lines, span, stage_hits, times))
                   for i, span in enumerate(spans))
     return ConsoleLog(boots, total, raw_bytes, tuple(notes)), spans
 
