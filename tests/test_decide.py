@@ -130,7 +130,8 @@ remediation = ["r"]
 match = ["web01 login: "]
 '''
 
-PANIC_VFS = "[    2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
+PANIC_VFS = ("[    2.1] Kernel panic - not syncing: VFS: Unable to mount root fs on "
+             "unknown-block(0,0)")
 OOPS = "[   50.0] BUG: kernel NULL pointer dereference, address: 0000000000000008"
 LOGIN = "web01 login: "
 

@@ -153,7 +153,8 @@ def test_reboot_line_closes_the_boot_for_the_next_start_marker():
 def test_reboot_line_alone_keeps_one_boot():
     # a clean reboot at the very end: the trailing lines still belong to that boot
     log = _boots(b"web01 login: root\nroot@web01:~# reboot\n"
-                 b"[  279.672713] reboot: Restarting system\n[  279.675205] reboot: machine restart\n")
+                 b"[  279.672713] reboot: Restarting system\n"
+                 b"[  279.675205] reboot: machine restart\n")
     assert len(log.boots) == 1
 
 
